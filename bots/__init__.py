@@ -1,0 +1,1 @@
+"""Parley's adapters (terminal, Telegram, Slack) and its composition root."""

@@ -1,0 +1,138 @@
+"""The composition root's workhorse: builds Redis, the model client and the chat service once."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+
+from bots.embedded_redis import embedded_redis
+from core.clock import Clock, LoopClock
+from core.errors import ConfigError
+from core.llm.client import OpenAICompatibleClient, Timeouts
+from core.phrases import Phrases
+from core.service import ChatService
+from core.settings import CoreSettings
+from core.store.keys import KeySpace
+from core.store.redis_store import RedisConversationStore
+from core.tokens import default_counter
+from core.turns import TurnCoordinator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything an adapter needs, built once from settings."""
+
+    settings: CoreSettings
+    service: ChatService
+    redis: aioredis.Redis
+    llm: OpenAICompatibleClient
+    keys: KeySpace
+    clock: Clock
+    redis_description: str
+
+
+def redact_url(url: str) -> str:
+    """A URL safe to print: the password (and user) replaced."""
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def _client_options(settings: CoreSettings) -> dict[str, object]:
+    """Deliberate timeouts and short retries: a frozen Redis must not stall a turn for a minute."""
+    return {
+        "socket_timeout": settings.redis_timeout,
+        "socket_connect_timeout": settings.redis_timeout,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        "health_check_interval": 30,
+    }
+
+
+@contextlib.asynccontextmanager
+async def open_redis(settings: CoreSettings) -> AsyncIterator[tuple[aioredis.Redis, str]]:
+    """REDIS_URL, or a private persistent redis-server, or (no binary) an in-process fake."""
+    options = _client_options(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.redis_url is not None:
+            url = settings.redis_url.get_secret_value()
+            try:
+                client = aioredis.Redis.from_url(url, **options)  # type: ignore[arg-type]
+            except ValueError as exc:
+                raise ConfigError(f"REDIS_URL is not a valid Redis URL: {exc}") from None
+            description = redact_url(url)
+        else:
+            socket = await stack.enter_async_context(embedded_redis(Path(settings.data_dir)))
+            if socket is None:
+                import fakeredis
+
+                log.warning(
+                    "REDIS_URL is unset and no redis-server is installed: history is kept in "
+                    "memory only and is lost when Parley stops"
+                )
+                client = fakeredis.FakeAsyncRedis()
+                description = "in-process memory (not persistent)"
+            else:
+                client = aioredis.Redis(unix_socket_path=socket, **options)  # type: ignore[arg-type]
+                description = f"embedded redis-server ({socket})"
+        stack.push_async_callback(client.aclose)
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            raise ConfigError(f"cannot reach Redis at REDIS_URL={description}: {exc}") from None
+        yield client, description
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: CoreSettings, *, phrases: Phrases | None = None, clock: Clock | None = None
+) -> AsyncIterator[Runtime]:
+    """Build the runtime; close every connection on exit."""
+    clock = clock or LoopClock()
+    keys = KeySpace()
+    async with open_redis(settings) as (redis, description):
+        llm = OpenAICompatibleClient(
+            settings.llm_base_url,
+            settings.llm_api_key.get_secret_value(),
+            model=settings.llm_model,
+            timeouts=Timeouts(
+                connect=settings.llm_connect_timeout,
+                first_token=settings.llm_first_token_timeout,
+                idle=settings.llm_idle_timeout,
+            ),
+            retries=settings.llm_retries,
+        )
+        try:
+            service = ChatService(
+                settings=settings,
+                store=RedisConversationStore(
+                    redis,
+                    keys=keys,
+                    max_messages=settings.history_max_messages,
+                    ttl_seconds=settings.history_ttl_seconds,
+                ),
+                turns=TurnCoordinator(
+                    redis, keys=keys, lease_seconds=settings.lock_lease_seconds, clock=clock
+                ),
+                llm=llm,
+                counter=default_counter(),
+                clock=clock,
+                phrases=phrases or Phrases(),
+            )
+            yield Runtime(settings, service, redis, llm, keys, clock, description)
+        finally:
+            await llm.close()

@@ -1,0 +1,1 @@
+"""`parley chat`: the terminal adapter on the same core as the messengers."""

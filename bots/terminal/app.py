@@ -1,0 +1,205 @@
+"""`parley chat`: live streaming for people at a terminal, line-by-line answers for scripts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import TextIO
+
+from rich.console import Console
+
+from bots.runtime import Runtime
+from bots.terminal.sink import LiveTerminalSink, TranscriptSink
+from core.conversation import ConversationKey, IncomingMessage
+from core.service import ChatService
+
+PLATFORM = "terminal"
+HELP = """Commands:
+  /reset   forget this conversation
+  /retry   answer your last message again
+  /stop    stop the answer being written (Ctrl-C does the same)
+  /exit    leave (Ctrl-D too)"""
+
+
+@dataclass
+class TerminalChat:
+    """One local user talking to the core; commands are answered here, text goes to the core."""
+
+    service: ChatService
+    user: str
+    out: TextIO
+
+    @property
+    def key(self) -> ConversationKey:
+        """The terminal user's single conversation."""
+        return ConversationKey(PLATFORM, "local", self.user)
+
+    def message(self, text: str) -> IncomingMessage:
+        """A line typed by the user, as the core takes it."""
+        return IncomingMessage(self.key, text, user_id=self.user, display_name=self.user)
+
+    async def command(self, line: str) -> bool | None:
+        """Run a slash command; False means exit, None means the line was not a command."""
+        name = line.split()[0].lower()
+        if name in ("/exit", "/quit"):
+            return False
+        if name == "/reset":
+            await self.service.reset(self.key)
+            self._say(self.service.phrases.reset_done)
+        elif name == "/stop":
+            stopped = await self.service.stop(self.key)
+            if not stopped:
+                self._say(self.service.phrases.nothing_running)
+        elif name == "/help":
+            self._say(HELP)
+        elif name == "/retry":
+            return None
+        else:
+            self._say(f"Unknown command {name}. " + HELP)
+        return True
+
+    def _say(self, text: str) -> None:
+        """A line from Parley itself."""
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+async def run_script(chat: TerminalChat, lines: TextIO) -> int:
+    """Non-interactive: one message per input line, each final answer printed in order."""
+    settings = chat.service.settings
+    while True:
+        line = await asyncio.to_thread(lines.readline)
+        if not line:
+            return 0
+        text = line.strip()
+        if not text:
+            continue
+        sink = TranscriptSink(settings.show_reasoning)
+        if text.startswith("/"):
+            outcome = await chat.command(text)
+            if outcome is False:
+                return 0
+            if outcome is True:
+                continue
+            await chat.service.retry(chat.key, sink, user_id=chat.user)
+        else:
+            await chat.service.handle(chat.message(text), sink)
+        sink.flush(chat.out)
+
+
+def _start_reader(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
+    """Read stdin on a thread so /stop can be typed while an answer streams."""
+
+    def read() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
+
+
+async def run_interactive(chat: TerminalChat, console: Console) -> int:
+    """Interactive: streamed answers, Ctrl-C stops the answer (or leaves when idle)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    _start_reader(loop, queue)
+    running: asyncio.Task[object] | None = None
+    leave = asyncio.Event()
+    background: set[asyncio.Task[bool]] = set()
+
+    def on_interrupt() -> None:
+        if running is not None and not running.done():
+            task = loop.create_task(chat.service.stop(chat.key))
+            background.add(task)
+            task.add_done_callback(background.discard)
+        else:
+            leave.set()
+
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    console.print("[bold]Parley[/bold] — type a message; /help for commands, Ctrl-D to leave.")
+    try:
+        while not leave.is_set():
+            if running is None or running.done():
+                console.print("[bold cyan]you ›[/bold cyan] ", end="")
+            getter = asyncio.ensure_future(queue.get())
+            waiter = asyncio.ensure_future(leave.wait())
+            await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if not getter.done():
+                getter.cancel()
+                break
+            line = getter.result()
+            if line is None:
+                break
+            text = line.strip()
+            if not text:
+                continue
+            sink = LiveTerminalSink(console)
+            if text.startswith("/"):
+                outcome = await chat.command(text)
+                if outcome is False:
+                    break
+                if outcome is True:
+                    continue
+                running = asyncio.create_task(_answer_retry(chat, sink))
+            else:
+                running = asyncio.create_task(_answer(chat, text, sink))
+            await _wait_streaming(running, queue, chat)
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
+        if running is not None and not running.done():
+            await chat.service.stop(chat.key)
+            await running
+    console.print()
+    return 0
+
+
+async def _answer(chat: TerminalChat, text: str, sink: LiveTerminalSink) -> object:
+    """One streamed answer; the live region is frozen at the end."""
+    try:
+        return await chat.service.handle(chat.message(text), sink)
+    finally:
+        sink.close()
+
+
+async def _answer_retry(chat: TerminalChat, sink: LiveTerminalSink) -> object:
+    """The last message answered again."""
+    try:
+        return await chat.service.retry(chat.key, sink, user_id=chat.user)
+    finally:
+        sink.close()
+
+
+async def _wait_streaming(
+    running: asyncio.Task[object], queue: asyncio.Queue[str | None], chat: TerminalChat
+) -> None:
+    """While an answer streams, only /stop is acted on; other lines wait their turn."""
+    held: list[str | None] = []
+    while not running.done():
+        getter = asyncio.ensure_future(queue.get())
+        await asyncio.wait({getter, running}, return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done():
+            getter.cancel()
+            break
+        line = getter.result()
+        if line is not None and line.strip().lower() == "/stop":
+            await chat.service.stop(chat.key)
+        else:
+            held.append(line)
+    for line in held:
+        queue.put_nowait(line)
+
+
+async def run(runtime: Runtime, *, user: str, interactive: bool | None = None) -> int:
+    """Entry point of `parley chat`."""
+    interactive = sys.stdin.isatty() if interactive is None else interactive
+    chat = TerminalChat(runtime.service, user, sys.stdout)
+    if interactive:
+        return await run_interactive(chat, Console())
+    return await run_script(chat, sys.stdin)

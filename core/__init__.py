@@ -1,0 +1,1 @@
+"""Parley's platform-free core: conversations, context fitting, model streaming, reply pacing."""

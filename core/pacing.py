@@ -1,0 +1,142 @@
+"""Send/edit budgets: per chat in-process, and shared across replicas through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Protocol
+
+from core.clock import Clock, LoopClock
+
+if TYPE_CHECKING:
+    from core.sink import Pacer
+
+
+class IntervalPacer:
+    """At most one write per ``min_interval`` seconds; waiters are served in arrival order."""
+
+    def __init__(self, min_interval: float, clock: Clock | None = None) -> None:
+        self._interval = min_interval
+        self._clock = clock or LoopClock()
+        self._next_slot = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Reserve the next slot and wait for it."""
+        async with self._lock:
+            now = self._clock.now()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + self._interval
+        if slot > now:
+            await self._clock.sleep(slot - now)
+
+    def penalize(self, retry_after: float) -> None:
+        """Nobody writes until the platform's retry_after has passed."""
+        self._next_slot = max(self._next_slot, self._clock.now() + retry_after)
+
+
+class TokenBucketPacer:
+    """``rate`` writes per second on average with bursts up to ``burst`` (e.g. 20/min in groups)."""
+
+    def __init__(self, rate: float, burst: int, clock: Clock | None = None) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._clock = clock or LoopClock()
+        self._tokens = float(burst)
+        self._updated = self._clock.now()
+        self._blocked_until = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Take one token, waiting for it to refill if needed."""
+        async with self._lock:
+            while True:
+                now = self._clock.now()
+                if now < self._blocked_until:
+                    await self._clock.sleep(self._blocked_until - now)
+                    continue
+                self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+                self._updated = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                await self._clock.sleep((1.0 - self._tokens) / self._rate)
+
+    def penalize(self, retry_after: float) -> None:
+        """Block the bucket until the platform's retry_after has passed."""
+        self._blocked_until = max(self._blocked_until, self._clock.now() + retry_after)
+        self._tokens = 0.0
+
+
+class CompositePacer:
+    """All budgets must allow a write (e.g. 1/s per chat and 20/min per group)."""
+
+    def __init__(self, *pacers: Pacer) -> None:
+        self._pacers = pacers
+
+    async def acquire(self) -> None:
+        """Acquire each budget in turn."""
+        for pacer in self._pacers:
+            await pacer.acquire()
+
+    def penalize(self, retry_after: float) -> None:
+        """A 429 applies to every budget we share."""
+        for pacer in self._pacers:
+            pacer.penalize(retry_after)
+
+
+class _AsyncRedis(Protocol):
+    """The slice of redis.asyncio.Redis the shared pacer uses (keeps the core SDK-free)."""
+
+    async def eval(self, script: str, numkeys: int, *keys_and_args: str | float) -> object: ...
+
+    async def set(self, name: str, value: str, **kwargs: object) -> object: ...
+
+
+# Reserve the next slot atomically: slot = max(now, stored); store slot + interval.
+_RESERVE = """
+local now = tonumber(redis.call('TIME')[1]) + tonumber(redis.call('TIME')[2]) / 1e6
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = math.max(now, nxt)
+local ttl = math.ceil(slot - now + tonumber(ARGV[1]) + 1)
+redis.call('SET', KEYS[1], tostring(slot + tonumber(ARGV[1])), 'EX', ttl)
+return tostring(slot - now)
+"""
+
+_PENALIZE = """
+local now = tonumber(redis.call('TIME')[1]) + tonumber(redis.call('TIME')[2]) / 1e6
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+local until_ = math.max(nxt, now + tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], tostring(until_), 'EX', math.ceil(until_ - now + 1))
+return 1
+"""
+
+
+class RedisPacer:
+    """One write per ``interval`` on ``key`` for all replicas; Redis server time is the clock."""
+
+    def __init__(self, redis: _AsyncRedis, key: str, interval: float, clock: Clock | None = None):
+        self._redis = redis
+        self._key = key
+        self._interval = interval
+        self._clock = clock or LoopClock()
+        self._pending: set[asyncio.Task[object]] = set()
+
+    async def acquire(self) -> None:
+        """Reserve the next shared slot and wait for it."""
+        wait = float(str(await self._redis.eval(_RESERVE, 1, self._key, self._interval)))
+        if wait > 0:
+            await self._clock.sleep(wait)
+
+    def penalize(self, retry_after: float) -> None:
+        """Push every replica's next slot past the platform's retry_after (fire and forget)."""
+        task: asyncio.Task[object] = asyncio.ensure_future(
+            self._redis.eval(_PENALIZE, 1, self._key, retry_after)
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._settle)
+
+    def _settle(self, task: asyncio.Task[object]) -> None:
+        """A failed penalty only costs pacing accuracy; never leave an unretrieved exception."""
+        self._pending.discard(task)
+        if not task.cancelled():
+            task.exception()

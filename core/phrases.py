@@ -1,0 +1,32 @@
+"""Everything Parley says to users in its own words, in one place adapters can adjust."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Phrases:
+    """User-facing texts; ``stop_hint`` names the platform's own stop command."""
+
+    stop_hint: str = "Send /stop to cancel it."
+    empty_message: str = "Send me a text message and I'll answer."
+    busy: str = "I'm still answering your previous message. {stop_hint}"
+    stopped: str = "⏹ Stopped."
+    interrupted: str = "⏹ Stopped to answer your new message."
+    trimmed: str = "ℹ️ Older messages were left out so the conversation fits the model's memory."
+    too_long: str = (
+        "Your message is too long for the model: {tokens} tokens, and the limit is {limit}. "
+        "Please shorten it."
+    )
+    out_of_room: str = (
+        "⚠️ The model used up its reply budget while thinking and gave no answer. "
+        "Try a simpler question, or ask again."
+    )
+    cut_short: str = "… (the answer reached its length limit)"
+    no_answer: str = "The model finished without an answer. Please ask again."
+    not_saved: str = "⚠️ I couldn't save this exchange, so I may not remember it."
+    nothing_to_retry: str = "There is no earlier message to answer again."
+    reset_done: str = "Done: this conversation starts fresh."
+    nothing_running: str = "Nothing is running right now."
+    stop_requested: str = "Stopping…"

@@ -1,0 +1,99 @@
+"""Core settings from the environment and `.env`; invalid values stop Parley at start."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.errors import ConfigError
+
+
+class ShowReasoning(StrEnum):
+    """How much of the model's reasoning users see."""
+
+    OFF = "off"
+    PROGRESS = "progress"
+    COLLAPSED = "collapsed"
+    FULL = "full"
+
+
+class BusyPolicy(StrEnum):
+    """What happens when a message arrives while the conversation is still being answered."""
+
+    QUEUE = "queue"
+    INTERRUPT = "interrupt"
+    REJECT = "reject"
+
+
+class CoreSettings(BaseSettings):
+    """Everything the core needs; adapters add their own settings classes beside it."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    llm_base_url: str = "http://localhost:8000/v1"
+    llm_api_key: SecretStr = SecretStr("EMPTY")
+    llm_model: str = ""
+    llm_temperature: float = Field(0.6, ge=0.0, le=2.0)
+    llm_top_p: float = Field(0.95, gt=0.0, le=1.0)
+    llm_max_tokens: int = Field(4096, ge=16)
+    llm_context_tokens: int | None = Field(None, ge=256)
+    llm_instructions: str = ""
+    llm_connect_timeout: float = Field(5.0, gt=0)
+    llm_first_token_timeout: float = Field(120.0, gt=0)
+    llm_idle_timeout: float = Field(60.0, gt=0)
+    llm_retries: int = Field(1, ge=0, le=5)
+
+    show_reasoning: ShowReasoning = ShowReasoning.PROGRESS
+    busy_policy: BusyPolicy = BusyPolicy.QUEUE
+
+    redis_url: SecretStr | None = None
+    redis_timeout: float = Field(2.0, gt=0)
+    data_dir: str = "var"
+    history_ttl_seconds: int = Field(30 * 24 * 3600, ge=0)
+    history_max_messages: int = Field(200, ge=2)
+    lock_lease_seconds: float = Field(30.0, ge=1.0)
+
+    admin_ids: Annotated[frozenset[str], NoDecode] = frozenset()
+
+    @field_validator("llm_context_tokens", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty variable in `.env` means 'use the default', not an invalid value."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_admin_ids(cls, value: object) -> object:
+        """`telegram:123,slack:U0123` → a set of platform-qualified ids."""
+        if isinstance(value, str):
+            ids = {part.strip() for part in value.split(",") if part.strip()}
+            for admin in ids:
+                platform, _, user = admin.partition(":")
+                if not platform or not user:
+                    raise ValueError(f"{admin!r} is not platform:user_id (e.g. telegram:123)")
+            return frozenset(ids)
+        return value
+
+    def is_admin(self, platform: str, user_id: str) -> bool:
+        """Admin rights come only from ADMIN_IDS matched against a verified sender id."""
+        return f"{platform}:{user_id}" in self.admin_ids
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S]) -> S:
+    """Build a settings class, turning validation errors into a ConfigError naming the variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
+            problems.append(f"{name}: {error['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,57 @@
+"""Redis key names: one hash tag per conversation, so every key of it lives on one cluster slot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.conversation import ConversationKey
+
+_ESCAPES = {c: f"%{ord(c):02X}" for c in "%|{}*?[]\\: "}
+
+
+def _escape(part: str) -> str:
+    """Make an id safe inside a key and inside a SCAN MATCH pattern."""
+    return "".join(_ESCAPES.get(c, c) for c in part)
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """Builds every key Parley writes, under one prefix (so several bots can share a Redis)."""
+
+    prefix: str = "parley"
+
+    def tag(self, key: ConversationKey) -> str:
+        """The hash tag naming one conversation."""
+        parts = (key.platform, key.chat, key.thread, key.user)
+        return "{" + "|".join(_escape(p) for p in parts) + "}"
+
+    def history(self, key: ConversationKey) -> str:
+        """The list of messages."""
+        return f"{self.prefix}:{self.tag(key)}:h"
+
+    def lock(self, key: ConversationKey) -> str:
+        """The one-turn-at-a-time lease."""
+        return f"{self.prefix}:{self.tag(key)}:lock"
+
+    def stop(self, key: ConversationKey) -> str:
+        """A stop request for the running turn, seen by whichever replica runs it."""
+        return f"{self.prefix}:{self.tag(key)}:stop"
+
+    def history_pattern(
+        self, platform: str | None = None, chat: str | None = None, user: str | None = None
+    ) -> str:
+        """A SCAN MATCH pattern for history keys; ids are escaped so they never act as globs."""
+        p = _escape(platform) if platform is not None else "*"
+        c = _escape(chat) if chat is not None else "*"
+        u = _escape(user) if user is not None else "*"
+        # chat|thread|user: thread is free, so a chat match pins the 2nd part, a user the last.
+        return f"{self.prefix}:{{{p}|{c}|*|{u}}}:h"
+
+    def platform_of(self, history_key: str) -> str:
+        """The platform part of a history key (for per-platform stats)."""
+        inner = history_key.split("{", 1)[-1]
+        return inner.split("|", 1)[0].replace("%7C", "|")
+
+    def named(self, *parts: str) -> str:
+        """A non-conversation key (dedup, budgets, counters) under the same prefix."""
+        return ":".join((self.prefix, *parts))

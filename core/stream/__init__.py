@@ -1,0 +1,1 @@
+"""Streaming a reply into editable messages."""

@@ -1,0 +1,274 @@
+"""The one place that knows how to stream a reply into editable messages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from core.clock import Clock, LoopClock
+from core.errors import MessageGone, MessageRejected, PlatformError, RateLimited
+from core.settings import ShowReasoning
+from core.sink import Content, MessageRef, MessageSink, Segment, SegmentKind
+from core.stream.layout import MessageLayout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTexts:
+    """The few words the reply stream itself shows."""
+
+    thinking: str = "💭 Thinking… {seconds} s"
+    thinking_start: str = "💭 Thinking…"
+
+
+@dataclass(slots=True)
+class ReplyStats:
+    """What streaming cost, for metrics and benchmarks."""
+
+    sends: int = 0
+    edits: int = 0
+    rate_limited: int = 0
+    failures: int = 0
+    first_visible_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Document:
+    """Reasoning, answer and notes as they arrive."""
+
+    reasoning: str = ""
+    answer: str = ""
+    notices: list[str] = field(default_factory=list)
+    finished: bool = False
+
+
+class ReplyStream:
+    """Paces writes by time (latest text wins), rolls over long replies, survives 429s.
+
+    The model stream is read by the caller, which only appends text here; a writer task turns
+    the newest state into at most one send/edit per pacer slot, so generation never waits for
+    the platform.
+    """
+
+    def __init__(
+        self,
+        sink: MessageSink,
+        *,
+        show_reasoning: ShowReasoning = ShowReasoning.PROGRESS,
+        clock: Clock | None = None,
+        texts: ReplyTexts | None = None,
+        status_interval: float = 3.0,
+        typing_interval: float = 4.5,
+        final_attempts: int = 8,
+    ) -> None:
+        self._sink = sink
+        self._mode = show_reasoning
+        self._clock = clock or LoopClock()
+        self._texts = texts or ReplyTexts()
+        self._status_interval = status_interval
+        self._typing_interval = typing_interval
+        self._final_attempts = final_attempts
+        limits = sink.limits
+        self._layout = MessageLayout(limits.max_length, limits.unit)
+        self._collapsible = limits.supports_collapsed
+        self._doc = _Document()
+        self._refs: list[MessageRef | None] = []
+        self._shown: list[Content] = []
+        self._changed = asyncio.Event()
+        self._started_at = self._clock.now()
+        self._writer: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._closing = False
+        self.stats = ReplyStats()
+
+    # -- what the caller feeds in -------------------------------------------------------------
+
+    def add_reasoning(self, text: str) -> None:
+        """More reasoning arrived."""
+        self._doc.reasoning += text
+        if self._mode is ShowReasoning.FULL:
+            self._changed.set()
+
+    def add_answer(self, text: str) -> None:
+        """More of the answer arrived."""
+        self._doc.answer += text
+        self._changed.set()
+
+    def add_notice(self, text: str) -> None:
+        """A note from Parley under the reply (stopped, trimmed history, error)."""
+        self._doc.notices.append(text)
+        self._changed.set()
+
+    @property
+    def answer(self) -> str:
+        """The answer as the user sees it."""
+        return self._doc.answer.strip()
+
+    @property
+    def reasoning(self) -> str:
+        """Everything the model reasoned (never stored)."""
+        return self._doc.reasoning
+
+    @property
+    def has_output(self) -> bool:
+        """Whether anything beyond the status line was received."""
+        return bool(self._doc.reasoning or self._doc.answer.strip())
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Show that a reply is coming and begin writing."""
+        self._started_at = self._clock.now()
+        self._writer = asyncio.create_task(self._write_loop(), name="reply writer")
+        self._ticker = asyncio.create_task(self._tick_loop(), name="reply ticker")
+        self._changed.set()
+
+    async def finish(self) -> list[Content]:
+        """Land the final text (bounded retries) and return what each message shows."""
+        self._doc.finished = True
+        self._closing = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        self._changed.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="reply writer")
+        await self._writer
+        return list(self._shown)
+
+    async def cancel(self) -> None:
+        """Stop writing at once (used only when the whole turn is being torn down)."""
+        for task in (self._ticker, self._writer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # -- the document -------------------------------------------------------------------------
+
+    def document(self) -> list[Segment]:
+        """What the reply should show right now, by SHOW_REASONING and progress."""
+        doc = self._doc
+        answer = doc.answer.strip()
+        segments: list[Segment] = []
+        if self._mode is ShowReasoning.FULL and doc.reasoning.strip():
+            segments.append(Segment(SegmentKind.REASONING, doc.reasoning.strip()))
+        if answer:
+            segments.append(Segment(SegmentKind.ANSWER, answer))
+            if (
+                doc.finished
+                and self._mode is ShowReasoning.COLLAPSED
+                and self._collapsible
+                and doc.reasoning.strip()
+            ):
+                segments.append(Segment(SegmentKind.REASONING_COLLAPSED, doc.reasoning.strip()))
+        elif not doc.finished and self._mode is not ShowReasoning.OFF and not segments:
+            segments.append(Segment(SegmentKind.STATUS, self._status_text()))
+        segments.extend(Segment(SegmentKind.NOTICE, note) for note in doc.notices)
+        return segments
+
+    def _status_text(self) -> str:
+        """"Thinking… 12 s", counted from the start of the reply."""
+        seconds = int(self._clock.now() - self._started_at)
+        if seconds < 1:
+            return self._texts.thinking_start
+        return self._texts.thinking.format(seconds=seconds)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        """Refresh the thinking status and the typing indicator while nothing else shows."""
+        next_typing = self._clock.now()
+        while True:
+            now = self._clock.now()
+            if not self._doc.answer.strip() and now >= next_typing:
+                await self._typing()
+                next_typing = now + self._typing_interval
+            if not self._doc.answer.strip() and self._mode is not ShowReasoning.OFF:
+                self._changed.set()
+            await self._clock.sleep(min(self._status_interval, self._typing_interval))
+
+    async def _typing(self) -> None:
+        """Best-effort "typing…"; it must never break a reply."""
+        try:
+            await self._sink.typing()
+        except PlatformError as exc:
+            log.debug("typing indicator failed: %s", exc)
+
+    def _pending(self) -> tuple[int, Content] | None:
+        """The first message whose shown content differs from what it should be."""
+        wanted = self._layout.messages(self.document())
+        for index, content in enumerate(wanted):
+            if index >= len(self._shown) or self._shown[index] != content:
+                return index, content
+        return None
+
+    async def _write_loop(self) -> None:
+        """One send/edit per pacer slot, always with the newest text."""
+        failures = 0
+        while True:
+            if self._pending() is None:
+                if self._closing:
+                    return
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            await self._sink.pacer.acquire()
+            pending = self._pending()
+            if pending is None:
+                continue
+            index, content = pending
+            try:
+                await self._apply(index, content)
+                failures = 0
+            except RateLimited as exc:
+                self.stats.rate_limited += 1
+                self._sink.pacer.penalize(exc.retry_after)
+                failures += 1
+            except MessageGone:
+                self._refs[index] = None  # deleted by the user: continue in a new message
+                failures += 1
+            except MessageRejected as exc:
+                log.warning("the platform rejected a reply message: %s", exc)
+                self._mark_shown(index, content)  # do not retry the same content forever
+                self.stats.failures += 1
+            except PlatformError as exc:
+                log.warning("writing a reply failed: %s", exc)
+                self.stats.failures += 1
+                failures += 1
+            if self._closing and failures >= self._final_attempts:
+                log.error("giving up on the final text after %d failed attempts", failures)
+                return
+
+    async def _apply(self, index: int, content: Content) -> None:
+        """Send message ``index`` or edit it to ``content``."""
+        final = self._closing or index < len(self._layout.frozen)
+        ref = self._refs[index] if index < len(self._refs) else None
+        if ref is None:
+            new_ref = await self._sink.send(content, final=final)
+            self.stats.sends += 1
+            if index < len(self._refs):
+                self._refs[index] = new_ref
+            else:
+                self._refs.append(new_ref)
+        else:
+            await self._sink.edit(ref, content, final=final)
+            self.stats.edits += 1
+        if self.stats.first_visible_at is None and any(
+            s.kind is SegmentKind.ANSWER for s in content
+        ):
+            self.stats.first_visible_at = self._clock.now()
+        self._mark_shown(index, content)
+
+    def _mark_shown(self, index: int, content: Content) -> None:
+        """Remember what message ``index`` shows now."""
+        if index < len(self._shown):
+            self._shown[index] = content
+        else:
+            self._shown.append(content)
+            while len(self._refs) < len(self._shown):
+                self._refs.append(None)

@@ -1,0 +1,119 @@
+"""Where to cut a long text into messages: at a paragraph, line or word, never mid-character."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from core.sink import LengthUnit, measure
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_CLOSE_COST = 4  # "\n```" appended to a head that ends inside a code fence
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """A head that fits, the rest (with a reopened code fence if needed)."""
+
+    head: str
+    rest: str
+    consumed: int  # characters of the original text the head covers
+    closing: str = ""  # added at the end of head to close a code fence
+    reopening: str = ""  # added at the start of rest to reopen it
+
+
+def open_fence(text: str) -> str | None:
+    """The opening line of a code fence still open at the end of ``text``, if any."""
+    opener: str | None = None
+    for line in text.split("\n"):
+        match = _FENCE.match(line)
+        if not match:
+            continue
+        if opener is None:
+            opener = line.strip()
+        elif _closes(match, opener):
+            opener = None
+    return opener
+
+
+def _closes(match: re.Match[str], opener: str) -> bool:
+    """A fence line closes the open fence if it uses the same character, is long enough, is bare."""
+    run, info = match[1], match[2]
+    return run[0] == opener[0] and len(run) >= _fence_len(opener) and not info.strip()
+
+
+def _fence_len(opener: str) -> int:
+    """Length of the backtick/tilde run that opened a fence."""
+    return len(opener) - len(opener.lstrip(opener[0]))
+
+
+def fit_prefix(text: str, room: int, unit: LengthUnit) -> int:
+    """How many characters of ``text`` fit in ``room`` units (binary search; exact for UTF-16)."""
+    if measure(text, unit) <= room:
+        return len(text)
+    if unit is LengthUnit.CODEPOINTS:
+        return max(0, room)
+    low, high = 0, min(len(text), max(0, room))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if measure(text[:mid], unit) <= room:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _safe_cut(text: str, index: int) -> int:
+    """Move a hard cut left so it never splits a grapheme (ZWJ sequences, combining marks, VS)."""
+    while 0 < index < len(text):
+        here, before = text[index], text[index - 1]
+        if (
+            here in "\u200d\ufe0e\ufe0f"
+            or before == "\u200d"
+            or unicodedata.combining(here)
+            or 0x1F3FB <= ord(here) <= 0x1F3FF  # skin-tone modifiers
+            or 0xE0020 <= ord(here) <= 0xE007F  # tag sequences (flags)
+        ):
+            index -= 1
+            continue
+        break
+    return index
+
+
+def _best_boundary(text: str, limit: int) -> int:
+    """The nicest place to cut within ``text[:limit]``: paragraph, then line, then space."""
+    window = text[:limit]
+    floor = limit // 3  # do not make tiny messages just to find a pretty boundary
+    for separator in ("\n\n", "\n", " "):
+        index = window.rfind(separator)
+        if index > floor:
+            return index + len(separator)
+    return _safe_cut(text, limit)
+
+
+def cut(text: str, room: int, unit: LengthUnit) -> Cut:
+    """Split ``text`` so the head fits ``room``; a code fence open at the cut is closed/reopened.
+
+    Only ``closing`` and ``reopening`` are added; no character of the source is lost or repeated.
+    """
+    fits = fit_prefix(text, room, unit)
+    if fits >= len(text):
+        return Cut(text, "", len(text))
+    if fits <= 0:
+        return Cut("", text, 0)
+    index = _best_boundary(text, fits)
+    fence = open_fence(text[:index])
+    if fence is None:
+        return Cut(text[:index], text[index:], index)
+    closing_fits = fit_prefix(text, room - _CLOSE_COST, unit)
+    if closing_fits <= len(fence) + _CLOSE_COST:
+        return Cut(text[:index], text[index:], index)  # a limit too small to reopen fences
+    index = _best_boundary(text, closing_fits)
+    fence = open_fence(text[:index])
+    if fence is None:
+        return Cut(text[:index], text[index:], index)
+    head, rest = text[:index], text[index:]
+    closing = ("" if head.endswith("\n") else "\n") + fence[: _fence_len(fence)]
+    reopening = fence + "\n"
+    return Cut(head + closing, reopening + rest, index, closing, reopening)
