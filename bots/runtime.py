@@ -53,7 +53,7 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
-def _client_options(settings: CoreSettings) -> dict[str, object]:
+def redis_options(settings: CoreSettings) -> dict[str, object]:
     """Deliberate timeouts and short retries: a frozen Redis must not stall a turn for a minute."""
     return {
         "socket_timeout": settings.redis_timeout,
@@ -66,7 +66,7 @@ def _client_options(settings: CoreSettings) -> dict[str, object]:
 @contextlib.asynccontextmanager
 async def open_redis(settings: CoreSettings) -> AsyncIterator[tuple[aioredis.Redis, str]]:
     """REDIS_URL, or a private persistent redis-server, or (no binary) an in-process fake."""
-    options = _client_options(settings)
+    options = redis_options(settings)
     async with contextlib.AsyncExitStack() as stack:
         if settings.redis_url is not None:
             url = settings.redis_url.get_secret_value()
@@ -125,9 +125,7 @@ async def open_runtime(
                     max_messages=settings.history_max_messages,
                     ttl_seconds=settings.history_ttl_seconds,
                 ),
-                turns=TurnCoordinator(
-                    redis, keys=keys, lease_seconds=settings.lock_lease_seconds, clock=clock
-                ),
+                turns=TurnCoordinator(redis, keys=keys, lease_seconds=settings.lock_lease_seconds),
                 llm=llm,
                 counter=default_counter(),
                 clock=clock,

@@ -13,11 +13,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
 
-from core.clock import Clock, LoopClock
 from core.conversation import ConversationKey
 from core.errors import StoreError
 from core.store.keys import KeySpace
-from core.store.redis_store import guarded
+from core.store.redis_store import guarded, raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +54,11 @@ class TurnCoordinator:
         keys: KeySpace | None = None,
         lease_seconds: float = 30.0,
         wait_seconds: float = 900.0,
-        clock: Clock | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys or KeySpace()
         self._lease = lease_seconds
         self._wait = wait_seconds
-        self._clock = clock or LoopClock()
         self._local: dict[ConversationKey, asyncio.Lock] = {}
         self._users: dict[ConversationKey, int] = {}  # waiting or running here
         self._running: dict[ConversationKey, TurnLease] = {}
@@ -103,11 +100,13 @@ class TurnCoordinator:
                 lock = await self._acquire(key, wait=wait)
                 lease = TurnLease(key)
                 self._running[key] = lease
-                keeper = asyncio.create_task(self._keep(lock, lease), name=f"lease {key}")
+                done = asyncio.Event()
+                keeper = asyncio.create_task(self._keep(lock, lease, done), name=f"lease {key}")
                 try:
                     yield lease
                 finally:
-                    keeper.cancel()
+                    # An event, not cancel(): redis-py may swallow a cancellation mid-command.
+                    done.set()
                     with contextlib.suppress(asyncio.CancelledError):
                         await keeper
                     self._running.pop(key, None)
@@ -136,14 +135,18 @@ class TurnCoordinator:
         await guarded("lock", lambda: self._redis.delete(self._keys.stop(key)))
         return lock
 
-    async def _keep(self, lock: Lock, lease: TurnLease) -> None:
-        """Renew the lease and watch for stop requests from other replicas until cancelled."""
+    async def _keep(self, lock: Lock, lease: TurnLease, done: asyncio.Event) -> None:
+        """Renew the lease and watch for stop requests from other replicas until ``done``."""
         interval = min(1.0, self._lease / 3)
         stop_key = self._keys.stop(lease.key)
         renew_every = max(1, int(self._lease / 3 / interval))
         ticks = 0
         while True:
-            await self._clock.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await done.wait()
+            if done.is_set():
+                return
             ticks += 1
             try:
                 reason = await self._redis.getdel(stop_key)
@@ -156,6 +159,7 @@ class TurnCoordinator:
                 lease.request_stop("lease lost")
                 return
             except (RedisError, OSError) as exc:
+                raise_if_cancelling(exc)
                 log.warning("cannot renew the turn lease for %s: %s", lease.key, exc)
 
     async def _release(self, lock: Lock) -> None:

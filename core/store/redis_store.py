@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,11 +21,19 @@ T = TypeVar("T")
 _SCAN_BATCH = 500
 
 
+def raise_if_cancelling(exc: BaseException) -> None:
+    """redis-py can turn a cancellation into a TimeoutError; never let that swallow a cancel."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
+
+
 async def guarded(operation: str, call: Callable[[], Awaitable[T]]) -> T:
     """Run a Redis call, translating its failures into StoreError once, here."""
     try:
         return await call()
     except (RedisError, OSError) as exc:
+        raise_if_cancelling(exc)
         raise StoreError(f"Redis failed during {operation}: {exc}") from exc
 
 

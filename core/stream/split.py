@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from core.sink import LengthUnit, measure
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
-_CLOSE_COST = 4  # "\n```" appended to a head that ends inside a code fence
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,20 +64,36 @@ def fit_prefix(text: str, room: int, unit: LengthUnit) -> int:
 
 
 def _safe_cut(text: str, index: int) -> int:
-    """Move a hard cut left so it never splits a grapheme (ZWJ sequences, combining marks, VS)."""
-    while 0 < index < len(text):
-        here, before = text[index], text[index - 1]
-        if (
-            here in "\u200d\ufe0e\ufe0f"
-            or before == "\u200d"
-            or unicodedata.combining(here)
-            or 0x1F3FB <= ord(here) <= 0x1F3FF  # skin-tone modifiers
-            or 0xE0020 <= ord(here) <= 0xE007F  # tag sequences (flags)
-        ):
-            index -= 1
-            continue
-        break
+    """Move a hard cut left so it never splits a grapheme (ZWJ sequences, marks, VS, flags)."""
+    while 0 < index < len(text) and _joins(text, index):
+        index -= 1
     return index
+
+
+def _joins(text: str, index: int) -> bool:
+    """Whether ``text[index]`` belongs to the same grapheme as the character before it."""
+    here, before = text[index], text[index - 1]
+    return (
+        here in "\u200d\ufe0e\ufe0f"
+        or before == "\u200d"
+        or unicodedata.category(here) in ("Mn", "Mc", "Me")  # combining and vowel signs
+        or 0x1F3FB <= ord(here) <= 0x1F3FF  # skin-tone modifiers
+        or 0xE0020 <= ord(here) <= 0xE007F  # tag sequences (flags)
+        or (_is_flag_letter(here) and _flag_letters_before(text, index) % 2 == 1)
+    )
+
+
+def _is_flag_letter(char: str) -> bool:
+    """A regional indicator: two of them make one flag."""
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF
+
+
+def _flag_letters_before(text: str, index: int) -> int:
+    """How many regional indicators run up to ``index`` (odd: ``index`` is a flag's second)."""
+    count = 0
+    while index - count > 0 and _is_flag_letter(text[index - count - 1]):
+        count += 1
+    return count
 
 
 def _best_boundary(text: str, limit: int) -> int:
@@ -106,14 +121,29 @@ def cut(text: str, room: int, unit: LengthUnit) -> Cut:
     fence = open_fence(text[:index])
     if fence is None:
         return Cut(text[:index], text[index:], index)
-    closing_fits = fit_prefix(text, room - _CLOSE_COST, unit)
-    if closing_fits <= len(fence) + _CLOSE_COST:
-        return Cut(text[:index], text[index:], index)  # a limit too small to reopen fences
-    index = _best_boundary(text, closing_fits)
-    fence = open_fence(text[:index])
-    if fence is None:
-        return Cut(text[:index], text[index:], index)
+    return _cut_in_fence(text, room, unit, fence)
+
+
+def _cut_in_fence(text: str, room: int, unit: LengthUnit, fence: str) -> Cut:
+    """Cut where the closing fence still fits; nothing if the room cannot hold a closed block."""
+    reserve = _closing_cost(fence)
+    while True:
+        closing_fits = fit_prefix(text, room - reserve, unit)
+        if closing_fits <= len(fence) + reserve:
+            return Cut("", text, 0)  # too little room to close the block: start a new message
+        index = _best_boundary(text, closing_fits)
+        fence = open_fence(text[:index]) or ""
+        if not fence:
+            return Cut(text[:index], text[index:], index)
+        if _closing_cost(fence) <= reserve:
+            break
+        reserve = _closing_cost(fence)  # a longer run opened this block: reserve more, retry
     head, rest = text[:index], text[index:]
     closing = ("" if head.endswith("\n") else "\n") + fence[: _fence_len(fence)]
     reopening = fence + "\n"
     return Cut(head + closing, reopening + rest, index, closing, reopening)
+
+
+def _closing_cost(fence: str) -> int:
+    """Room a closing fence line takes: a newline and the opening run's length."""
+    return 1 + _fence_len(fence)

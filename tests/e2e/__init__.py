@@ -1,0 +1,1 @@
+"""End-to-end tests against a real vLLM (and Redis) started by the test session."""

@@ -1,0 +1,1 @@
+"""Test doubles that imitate Parley's external services closely enough to test against."""

@@ -1,0 +1,133 @@
+"""Turn leases on a real Redis, with two coordinators standing in for two bot processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+from redis.asyncio.lock import Lock
+
+from core.conversation import ConversationKey
+from core.store.keys import KeySpace
+from core.turns import TurnBusy, TurnCoordinator
+from tests.services import RedisServer
+
+KEY = ConversationKey("telegram", "1", "ada")
+
+
+@pytest_asyncio.fixture
+async def replicas(redis_server: RedisServer) -> AsyncIterator[tuple[TurnCoordinator, ...]]:
+    """Two coordinators with their own connections, as two processes would have."""
+    clients = [aioredis.Redis.from_url(redis_server.url) for _ in range(2)]
+    await clients[0].flushall()
+    try:
+        yield tuple(TurnCoordinator(c, lease_seconds=1.5) for c in clients)
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def test_turns_in_one_process_run_in_arrival_order(
+    replicas: tuple[TurnCoordinator, ...],
+) -> None:
+    first, _ = replicas
+    order: list[int] = []
+
+    async def run(n: int) -> None:
+        async with first.turn(KEY):
+            order.append(n)
+            await asyncio.sleep(0.01)
+            order.append(n)
+
+    await asyncio.gather(*(run(n) for n in range(5)))
+    assert order == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
+async def test_second_replica_waits_for_the_first(replicas: tuple[TurnCoordinator, ...]) -> None:
+    first, second = replicas
+    events: list[str] = []
+
+    async def hold() -> None:
+        async with first.turn(KEY):
+            events.append("first in")
+            await asyncio.sleep(0.3)
+            events.append("first out")
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0.05)
+    assert await second.busy(KEY)
+    async with second.turn(KEY):
+        events.append("second in")
+    await holder
+    assert events == ["first in", "first out", "second in"]
+    assert not await second.busy(KEY)
+
+
+async def test_reject_without_waiting(replicas: tuple[TurnCoordinator, ...]) -> None:
+    first, second = replicas
+    async with first.turn(KEY):
+        with pytest.raises(TurnBusy):
+            async with second.turn(KEY, wait=False):
+                pytest.fail("must not get the turn")
+        with pytest.raises(TurnBusy):
+            async with first.turn(KEY, wait=False):
+                pytest.fail("must not get the turn")
+
+
+async def test_stop_reaches_the_replica_running_the_turn(
+    replicas: tuple[TurnCoordinator, ...],
+) -> None:
+    first, second = replicas
+    async with first.turn(KEY) as lease:
+        assert await second.signal_stop(KEY, "stopped") is True
+        await asyncio.wait_for(lease.stop.wait(), 3)
+        assert lease.reason == "stopped"
+    assert await second.signal_stop(KEY) is False  # nothing running any more
+
+
+async def test_stale_stop_does_not_hit_the_next_turn(replicas: tuple[TurnCoordinator, ...]) -> None:
+    first, second = replicas
+    await first._redis.set(KeySpace().stop(KEY), "stopped")  # left over from a crash
+    async with first.turn(KEY) as lease:
+        await asyncio.sleep(1.2)
+        assert not lease.stop.is_set()
+    assert second.running(KEY) is None
+
+
+async def test_lease_is_renewed_while_the_turn_runs(replicas: tuple[TurnCoordinator, ...]) -> None:
+    first, second = replicas
+    async with first.turn(KEY):
+        await asyncio.sleep(2.5)  # longer than the 1.5 s lease
+        with pytest.raises(TurnBusy):
+            async with second.turn(KEY, wait=False):
+                pytest.fail("the renewed lease must still hold")
+
+
+async def test_a_dead_holder_blocks_for_one_lease_at_most(redis_server: RedisServer) -> None:
+    crashed = aioredis.Redis.from_url(redis_server.url)
+    alive = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await crashed.flushall()
+        orphan = Lock(crashed, KeySpace().lock(KEY), timeout=1.0, thread_local=False)
+        assert await orphan.acquire(token="dead-process")
+        await crashed.aclose()  # the process dies without releasing
+        coordinator = TurnCoordinator(alive, lease_seconds=1.0)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with coordinator.turn(KEY):
+            waited = loop.time() - started
+        assert 0.3 < waited < 2.0
+    finally:
+        await alive.aclose()
+
+
+async def test_only_the_owner_releases(replicas: tuple[TurnCoordinator, ...]) -> None:
+    first, second = replicas
+    name = KeySpace().lock(KEY)
+    async with first.turn(KEY):
+        await first._redis.set(name, "someone-else", px=5000)  # lease lost and taken over
+    assert await first._redis.get(name) == b"someone-else"
+    assert await second.busy(KEY)
