@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -139,7 +139,7 @@ class OpenAICompatibleClient:
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: SamplingParams
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Stream one completion; every failure surfaces as a core.errors.LLMError."""
         info = await self.model_info()
         body: dict[str, Any] = {

@@ -1,0 +1,1 @@
+"""Developer tools: installing vLLM and building the tiny test model."""
