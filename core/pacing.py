@@ -11,6 +11,12 @@ if TYPE_CHECKING:
     from core.sink import Pacer
 
 
+async def _sleep_until(clock: Clock, moment: float) -> None:
+    """Sleep until ``moment``; event loops may wake a little early, so check and top up."""
+    while (now := clock.now()) < moment:
+        await clock.sleep(moment - now)
+
+
 class IntervalPacer:
     """At most one write per ``min_interval`` seconds; waiters are served in arrival order."""
 
@@ -26,8 +32,7 @@ class IntervalPacer:
             now = self._clock.now()
             slot = max(now, self._next_slot)
             self._next_slot = slot + self._interval
-        if slot > now:
-            await self._clock.sleep(slot - now)
+        await _sleep_until(self._clock, slot)
 
     def penalize(self, retry_after: float) -> None:
         """Nobody writes until the platform's retry_after has passed."""

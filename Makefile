@@ -1,0 +1,49 @@
+# Parley's everyday commands. `make chat` runs the whole local stack; `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: chat test check lint types pytest venv redis vllm serve stop doctor bench fuzz clean
+
+chat: venv redis ## the whole local stack: Redis, a local vLLM and the terminal chat
+	tools/chat.sh
+
+test: venv redis vllm lint types pytest ## everything CI checks
+
+check: lint types ## static checks only
+
+venv: $(BIN)/parley ## the bot's virtual environment with dev tools
+
+$(BIN)/parley: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -c "import core, bots, telegram, slack_bolt, openai, redis"
+	touch $@
+
+redis: ## redis-server for tests and the embedded store (Debian/Ubuntu)
+	@command -v redis-server >/dev/null || tools/apt_install.sh redis-server
+
+vllm: ## vLLM in its own cached environment (~/.cache/parley/vllm-venv)
+	tools/install_vllm.sh
+
+serve: venv ## serve the model (or the tiny test model when offline) on :8000
+	$(BIN)/parley model serve
+
+stop: venv ## stop a vLLM started by `make chat`
+	$(BIN)/parley model stop
+
+doctor: venv ## check Redis and the model server
+	$(BIN)/parley doctor
+
+lint:
+	$(BIN)/ruff check .
+
+types:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
