@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from bots import admin_cli
 from bots.logs import setup_logging
 from bots.runtime import Runtime, open_runtime
 from core.errors import BotError, ConfigError
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("telegram", help="run the Telegram bot")
     sub.add_parser("slack", help="run the Slack bot")
     sub.add_parser("doctor", help="check Redis and the model server, say how to fix problems")
+    admin_cli.add_parser(sub)
     model = sub.add_parser("model", help="serve the model locally with vLLM")
     model.add_argument("action", choices=["serve", "stop"])
     model.add_argument("args", nargs=argparse.REMAINDER, help="options for the action")
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(_secrets(settings))
         if args.command == "chat":
             return _run_chat(args, settings)
+        if args.command == "admin":
+            return asyncio.run(admin_cli.run(settings, args))
         if args.command == "doctor":
             from bots.doctor import run as run_doctor
 

@@ -15,16 +15,21 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from bots.embedded_redis import embedded_redis
+from core.access import AccessControl
+from core.audit import AuditLog
 from core.clock import Clock, LoopClock
 from core.errors import ConfigError
 from core.llm.client import OpenAICompatibleClient, Timeouts
+from core.metrics import Metrics
 from core.phrases import Phrases
+from core.quotas import Quotas
 from core.service import ChatService
 from core.settings import CoreSettings
 from core.store.keys import KeySpace
 from core.store.redis_store import RedisConversationStore
 from core.tokens import default_counter
 from core.turns import TurnCoordinator
+from core.usage import UsageStats
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +104,11 @@ async def open_redis(settings: CoreSettings) -> AsyncIterator[tuple[aioredis.Red
 
 @contextlib.asynccontextmanager
 async def open_runtime(
-    settings: CoreSettings, *, phrases: Phrases | None = None, clock: Clock | None = None
+    settings: CoreSettings,
+    *,
+    phrases: Phrases | None = None,
+    clock: Clock | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Runtime]:
     """Build the runtime; close every connection on exit."""
     clock = clock or LoopClock()
@@ -130,6 +139,18 @@ async def open_runtime(
                 counter=default_counter(),
                 clock=clock,
                 phrases=phrases or Phrases(),
+                access=AccessControl(
+                    redis, mode=settings.access, admin_ids=settings.admin_ids, keys=keys
+                ),
+                quotas=Quotas(
+                    redis,
+                    messages_per_minute=settings.quota_messages_per_minute,
+                    tokens_per_day=settings.quota_tokens_per_day,
+                    keys=keys,
+                ),
+                usage=UsageStats(redis, keys),
+                audit=AuditLog(redis, keys),
+                metrics=metrics or Metrics(),
             )
             yield Runtime(settings, service, redis, llm, keys, clock, description)
         finally:

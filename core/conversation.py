@@ -30,6 +30,7 @@ class IncomingMessage:
     display_name: str = ""
     message_id: str = ""
     is_admin: bool = False
+    workspace: str = ""  # Slack team id, for workspace allowlists
 
 
 class Role(StrEnum):

@@ -30,3 +30,10 @@ class Phrases:
     reset_done: str = "Done: this conversation starts fresh."
     nothing_running: str = "Nothing is running right now."
     stop_requested: str = "Stopping…"
+    refused: str = "Sorry, this bot is private. Ask its administrator for access."
+    over_quota: str = "You've reached your limit ({reason}). You can continue in {wait}."
+    shutting_down: str = "Parley is restarting. Please send your message again in a minute."
+    interrupted_shutdown: str = (
+        "⚠️ Interrupted: Parley is restarting. Please send your message again."
+    )
+    not_admin: str = "Sorry, only the bot's administrators can do that."

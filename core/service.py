@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from core.access import AccessControl, Subject
+from core.audit import AuditLog
 from core.clock import Clock, LoopClock, wall_time
 from core.context import FittedPrompt, MessageTooLong, fit
 from core.conversation import (
@@ -21,7 +23,9 @@ from core.conversation import (
 from core.errors import BotError, ContextTooLong, LLMError, StoreError
 from core.llm.client import LLMClient
 from core.llm.events import Finished, ReasoningDelta, SamplingParams, StreamEvent, TextDelta
+from core.metrics import Metrics
 from core.phrases import Phrases
+from core.quotas import Quotas
 from core.settings import BusyPolicy, CoreSettings
 from core.sink import MessageSink, Segment, SegmentKind
 from core.store.protocol import ConversationStore
@@ -29,6 +33,7 @@ from core.stream.reply import ReplyStream
 from core.text import clean_user_text
 from core.tokens import TokenCounter, assistant_visible
 from core.turns import TurnBusy, TurnCoordinator, TurnLease
+from core.usage import UsageReport, UsageStats
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,7 @@ class _Generation:
     completion_tokens: int = 0
     stop_reason: str = ""
     error: LLMError | None = None
+    first_token_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,31 +100,91 @@ class ChatService:
     counter: TokenCounter
     clock: Clock = field(default_factory=LoopClock)
     phrases: Phrases = field(default_factory=Phrases)
+    access: AccessControl | None = None
+    quotas: Quotas | None = None
+    usage: UsageStats | None = None
+    audit: AuditLog | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     _limits: ServiceLimits | None = None
+    _accepting: bool = True
+    _in_flight: int = 0
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- public API -------------------------------------------------------------------------
 
     async def handle(self, message: IncomingMessage, sink: MessageSink) -> TurnResult:
         """Answer one message; problems are told to the user through ``sink``, never raised."""
+        if not self._accepting:
+            await _say(sink, self.phrases.shutting_down)
+            return self._count(TurnResult(Outcome.REFUSED))
         text = clean_user_text(message.text)
         if not text:
             await _say(sink, self.phrases.empty_message)
-            return TurnResult(Outcome.REFUSED)
+            return self._count(TurnResult(Outcome.REFUSED))
+        self._enter()
+        try:
+            refusal = await self._admission(message)
+            if refusal is not None:
+                if refusal:
+                    await _say(sink, refusal)
+                return self._count(TurnResult(Outcome.REFUSED))
+            return self._count(await self._handle_admitted(message, text, sink))
+        except StoreError as exc:
+            log.error("store failure for %s: %s", message.key, exc)
+            await _say(sink, exc.user_message)
+            return self._count(TurnResult(Outcome.FAILED, error=exc))
+        finally:
+            self._leave()
+
+    async def _admission(self, message: IncomingMessage) -> str | None:
+        """None if the message may be answered, else what to tell the user ('' = nothing)."""
+        key = message.key
+        if self.access is not None:
+            subject = Subject(key.platform, message.user_id, key.chat, message.workspace)
+            if not await self.access.allowed(subject):
+                log.info("refused %s:%s (access)", key.platform, message.user_id)
+                told = await self.access.first_refusal(subject)
+                return self.phrases.refused if told else ""
+        if self.quotas is not None and not message.is_admin:
+            verdict = await self.quotas.admit(key.platform, message.user_id)
+            if not verdict.allowed:
+                reason = (
+                    "messages per minute"
+                    if verdict.reason == "messages_per_minute"
+                    else "tokens per day"
+                )
+                wait = _duration(verdict.wait_seconds)
+                return self.phrases.over_quota.format(reason=reason, wait=wait)
+        return None
+
+    async def _handle_admitted(
+        self, message: IncomingMessage, text: str, sink: MessageSink
+    ) -> TurnResult:
+        """Apply the busy policy, then run the turn under the conversation's lease."""
         policy = self.settings.busy_policy
         try:
             if policy is BusyPolicy.REJECT and await self.turns.busy(message.key):
                 return await self._busy(sink)
             if policy is BusyPolicy.INTERRUPT:
                 await self.turns.signal_stop(message.key, "interrupted")
-            async with self.turns.turn(message.key, wait=policy is not BusyPolicy.REJECT) as lease:
-                history = await self.store.load(message.key)
-                return await self._run(message.key, text, history, sink, lease, replace=False)
+            self.metrics.queued_turns.inc()
+            queued = True
+            try:
+                async with self.turns.turn(
+                    message.key, wait=policy is not BusyPolicy.REJECT
+                ) as lease:
+                    self.metrics.queued_turns.dec()
+                    queued = False
+                    history = await self.store.load(message.key)
+                    return await self._run(
+                        message.key, text, history, sink, lease, replace=False,
+                        user_id=message.user_id,
+                    )  # fmt: skip
+            finally:
+                if queued:
+                    self.metrics.queued_turns.dec()
         except TurnBusy:
             return await self._busy(sink)
-        except StoreError as exc:
-            log.error("store failure for %s: %s", message.key, exc)
-            await _say(sink, exc.user_message)
-            return TurnResult(Outcome.FAILED, error=exc)
 
     async def retry(self, key: ConversationKey, sink: MessageSink, *, user_id: str) -> TurnResult:
         """Answer the last user message again; the new answer replaces the old one."""
@@ -129,7 +195,9 @@ class ChatService:
                     await _say(sink, self.phrases.nothing_to_retry)
                     return TurnResult(Outcome.REFUSED)
                 text = history[-2].content
-                return await self._run(key, text, history[:-2], sink, lease, replace=True)
+                return await self._run(
+                    key, text, history[:-2], sink, lease, replace=True, user_id=user_id
+                )
         except StoreError as exc:
             log.error("store failure for %s: %s", key, exc)
             await _say(sink, exc.user_message)
@@ -140,24 +208,82 @@ class ChatService:
         return await self.turns.signal_stop(key, "stopped")
 
     async def reset(self, key: ConversationKey) -> bool:
-        """Forget one conversation."""
+        """Forget one conversation (the user's own /reset)."""
         return await self.store.clear(key)
 
-    async def reset_user(self, platform: str, user: str) -> int:
-        """Forget all of a user's conversations on a platform."""
-        return await self.store.clear_user(platform, user)
+    async def forget(self, platform: str, user: str) -> int:
+        """Delete all of a user's history on a platform (privacy: /forget)."""
+        removed = await self.store.clear_user(platform, user)
+        await self._audit(f"{platform}:{user}", "forget", f"{platform}:{user}", f"{removed}")
+        return removed
 
-    async def reset_chat(self, platform: str, chat: str) -> int:
-        """Forget every conversation in a chat or channel."""
-        return await self.store.clear_chat(platform, chat)
+    async def reset_user(self, platform: str, user: str, *, actor: str = "") -> int:
+        """Admin: forget all of a user's conversations on a platform."""
+        removed = await self.store.clear_user(platform, user)
+        await self._audit(actor, "reset_user", f"{platform}:{user}", f"{removed}")
+        return removed
 
-    async def reset_all(self) -> int:
-        """Forget everything."""
-        return await self.store.clear_all()
+    async def reset_chat(self, platform: str, chat: str, *, actor: str = "") -> int:
+        """Admin: forget every conversation in a chat or channel."""
+        removed = await self.store.clear_chat(platform, chat)
+        await self._audit(actor, "reset_chat", f"{platform}:{chat}", f"{removed}")
+        return removed
+
+    async def reset_all(self, *, actor: str = "") -> int:
+        """Admin: forget everything."""
+        removed = await self.store.clear_all()
+        await self._audit(actor, "reset_all", "*", f"{removed}")
+        return removed
 
     async def stats(self) -> StoreStats:
         """What the store holds."""
         return await self.store.stats()
+
+    async def usage_report(self) -> UsageReport:
+        """Users, turns and tokens per platform, today and in total."""
+        return await self.usage.report() if self.usage is not None else UsageReport()
+
+    async def _audit(self, actor: str, action: str, target: str, detail: str) -> None:
+        """Record an admin action; an audit failure is logged, never hidden."""
+        log.info("admin action %s on %s by %s", action, target, actor or "unknown")
+        if self.audit is not None:
+            try:
+                await self.audit.record(actor or "unknown", action, target, detail)
+            except StoreError as exc:
+                log.error("could not write the audit log: %s", exc)
+
+    # -- graceful shutdown --------------------------------------------------------------------
+
+    def _enter(self) -> None:
+        """A message is being handled."""
+        self._in_flight += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        """A message is done."""
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def shutdown(self, grace_seconds: float) -> None:
+        """Take no new messages; let replies finish within the grace period, then end them."""
+        self._accepting = False
+        if self._in_flight == 0:
+            return
+        try:
+            async with asyncio.timeout(grace_seconds):
+                await self._idle.wait()
+            return
+        except TimeoutError:
+            log.warning("%d replies still running after %.0f s; ending them", self._in_flight,
+                        grace_seconds)  # fmt: skip
+        for lease in self.turns.leases():
+            lease.request_stop("shutdown")
+        try:
+            async with asyncio.timeout(10):
+                await self._idle.wait()
+        except TimeoutError:
+            log.error("replies did not end after being stopped")
 
     async def limits(self) -> ServiceLimits:
         """The context budget, from LLM_CONTEXT_TOKENS or the server's max_model_len."""
@@ -177,6 +303,46 @@ class ChatService:
             self._limits = ServiceLimits(context, reply)
         return self._limits
 
+    # -- accounting ---------------------------------------------------------------------------
+
+    def _count(self, result: TurnResult) -> TurnResult:
+        """Turns and errors by kind, for /metrics."""
+        self.metrics.turns.labels(result.outcome.value).inc()
+        if result.error is not None:
+            self.metrics.errors.labels(type(result.error).__name__).inc()
+        return result
+
+    def _observe(self, reply: ReplyStream, generation: _Generation, started: float) -> None:
+        """Latency, throughput and pacing of one streamed reply."""
+        m = self.metrics
+        if generation.first_token_at is not None:
+            m.time_to_first_token.observe(generation.first_token_at - started)
+            elapsed = self.clock.now() - generation.first_token_at
+            if generation.completion_tokens and elapsed > 0:
+                m.tokens_per_second.observe(generation.completion_tokens / elapsed)
+        if reply.stats.first_visible_at is not None:
+            m.time_to_first_answer.observe(reply.stats.first_visible_at - started)
+        m.edits.labels("sent").inc(reply.stats.sends + reply.stats.edits)
+        m.edits.labels("skipped").inc(reply.skipped_writes)
+        m.rate_limited.inc(reply.stats.rate_limited)
+        m.tokens.labels("in").inc(generation.prompt_tokens)
+        m.tokens.labels("out").inc(generation.completion_tokens)
+
+    async def _account(self, platform: str, user_id: str, result: TurnResult) -> None:
+        """Usage statistics and the daily token quota; never fails a turn already shown."""
+        if result.outcome not in (Outcome.ANSWERED, Outcome.STOPPED, Outcome.INTERRUPTED):
+            return
+        spent = result.usage_prompt + result.usage_completion
+        try:
+            if self.usage is not None:
+                await self.usage.record_turn(
+                    platform, user_id, result.usage_prompt, result.usage_completion
+                )
+            if self.quotas is not None:
+                await self.quotas.spend_tokens(platform, user_id, spent)
+        except StoreError as exc:
+            log.warning("could not record usage: %s", exc)
+
     # -- one turn -----------------------------------------------------------------------------
 
     async def _busy(self, sink: MessageSink) -> TurnResult:
@@ -193,6 +359,7 @@ class ChatService:
         lease: TurnLease,
         *,
         replace: bool,
+        user_id: str,
     ) -> TurnResult:
         """Fit, stream and save one turn while holding the conversation's lease."""
         user = StoredMessage(Role.USER, text, self.counter.count(text), wall_time())
@@ -207,16 +374,22 @@ class ChatService:
             await _say(sink, exc.user_message)
             return TurnResult(Outcome.FAILED, error=exc)
 
-        reply = ReplyStream(
-            sink, show_reasoning=self.settings.show_reasoning, clock=self.clock
-        )
-        await reply.start()
+        reply = ReplyStream(sink, show_reasoning=self.settings.show_reasoning, clock=self.clock)
+        started = self.clock.now()
+        self.metrics.active_streams.inc()
         try:
-            generation = await self._generate(fitted, limits, reply, lease, history, user)
-        except BaseException:
-            await reply.cancel()
-            raise
-        return await self._conclude(key, user, fitted, reply, generation, replace=replace)
+            await reply.start()
+            try:
+                generation = await self._generate(fitted, limits, reply, lease, history, user)
+            except BaseException:
+                await reply.cancel()
+                raise
+            result = await self._conclude(key, user, fitted, reply, generation, replace=replace)
+        finally:
+            self.metrics.active_streams.dec()
+        self._observe(reply, generation, started)
+        await self._account(key.platform, user_id, result)
+        return result
 
     def _fit(
         self, history: Sequence[StoredMessage], user: StoredMessage, budget: int
@@ -270,6 +443,8 @@ class ChatService:
 
         async def consume() -> None:
             async for event in events:
+                if generation.first_token_at is None:
+                    generation.first_token_at = self.clock.now()
                 if isinstance(event, TextDelta):
                     reply.add_answer(event.text)
                 elif isinstance(event, ReasoningDelta):
@@ -318,6 +493,10 @@ class ChatService:
             await reply.finish()
             return TurnResult(Outcome.FAILED, reply.answer, error=error)
 
+        if generation.stop_reason == "shutdown":
+            reply.add_notice(phrases.interrupted_shutdown)
+            await reply.finish()
+            return TurnResult(Outcome.INTERRUPTED, reply.answer)  # the user sends it again
         stopped = bool(generation.stop_reason)
         if stopped:
             interrupted = generation.stop_reason == "interrupted"
@@ -346,8 +525,9 @@ class ChatService:
             answer,
             saved=saved,
             dropped_turns=fitted.dropped_turns,
-            usage_prompt=generation.prompt_tokens,
-            usage_completion=generation.completion_tokens,
+            usage_prompt=generation.prompt_tokens or fitted.prompt_tokens,
+            usage_completion=generation.completion_tokens
+            or self.counter.count(reply.reasoning) + stored.tokens,
         )
 
     async def _save(
@@ -365,6 +545,16 @@ class ChatService:
             await reply.finish()
             return False
         return True
+
+
+def _duration(seconds: int) -> str:
+    """"45 s", "12 min", "3 h 5 min" for telling users when they can continue."""
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = (seconds + 59) // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 async def _say(sink: MessageSink, text: str) -> None:

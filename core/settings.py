@@ -5,9 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.access import AccessMode
 from core.errors import ConfigError
 
 
@@ -59,12 +60,19 @@ class CoreSettings(BaseSettings):
     lock_lease_seconds: float = Field(30.0, ge=1.0)
 
     admin_ids: Annotated[frozenset[str], NoDecode] = frozenset()
+    access: AccessMode = AccessMode.OPEN
+    quota_messages_per_minute: int = Field(12, ge=0)
+    quota_tokens_per_day: int = Field(0, ge=0)
+    metrics_listen: str = ""
+    shutdown_grace_seconds: float = Field(20.0, ge=0)
 
-    @field_validator("llm_context_tokens", "redis_url", mode="before")
+    @field_validator("llm_context_tokens", "redis_url", "metrics_listen", mode="before")
     @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
+    def _empty_is_unset(cls, value: object, info: ValidationInfo) -> object:
         """An empty variable in `.env` means 'use the default', not an invalid value."""
-        return None if isinstance(value, str) and not value.strip() else value
+        if isinstance(value, str) and not value.strip():
+            return "" if info.field_name == "metrics_listen" else None
+        return value
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -67,6 +67,10 @@ class TurnCoordinator:
         """The lease of a turn this process is running for ``key``."""
         return self._running.get(key)
 
+    def leases(self) -> list[TurnLease]:
+        """Every turn this process is running (for graceful shutdown)."""
+        return list(self._running.values())
+
     async def busy(self, key: ConversationKey) -> bool:
         """Whether any process is answering in this conversation right now."""
         if key in self._users:

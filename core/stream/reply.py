@@ -28,6 +28,7 @@ class ReplyTexts:
 class ReplyStats:
     """What streaming cost, for metrics and benchmarks."""
 
+    changes: int = 0  # updates to the reply; those superseded before a write were skipped
     sends: int = 0
     edits: int = 0
     rate_limited: int = 0
@@ -90,16 +91,19 @@ class ReplyStream:
         """More reasoning arrived."""
         self._doc.reasoning += text
         if self._mode is ShowReasoning.FULL:
+            self.stats.changes += 1
             self._changed.set()
 
     def add_answer(self, text: str) -> None:
         """More of the answer arrived."""
         self._doc.answer += text
+        self.stats.changes += 1
         self._changed.set()
 
     def add_notice(self, text: str) -> None:
         """A note from Parley under the reply (stopped, trimmed history, error)."""
         self._doc.notices.append(text)
+        self.stats.changes += 1
         self._changed.set()
 
     @property
@@ -111,6 +115,11 @@ class ReplyStream:
     def reasoning(self) -> str:
         """Everything the model reasoned (never stored)."""
         return self._doc.reasoning
+
+    @property
+    def skipped_writes(self) -> int:
+        """Updates that never needed their own send/edit because newer text replaced them."""
+        return max(0, self.stats.changes - self.stats.sends - self.stats.edits)
 
     @property
     def has_output(self) -> bool:

@@ -1,0 +1,104 @@
+"""Per-user limits shared by all replicas: messages per minute and tokens per day."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from core.store.keys import KeySpace
+from core.store.redis_store import guarded
+
+_DAY = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaVerdict:
+    """Whether a message may go ahead, and if not, how long until it may."""
+
+    allowed: bool
+    wait_seconds: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    """A user's consumption right now."""
+
+    messages_this_minute: int
+    tokens_today: int
+
+
+class Quotas:
+    """Fixed-window counters in Redis; a limit of 0 switches that quota off."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        messages_per_minute: int,
+        tokens_per_day: int,
+        keys: KeySpace | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._per_minute = messages_per_minute
+        self._per_day = tokens_per_day
+        self._keys = keys or KeySpace()
+        self._now = now
+
+    def _minute_key(self, platform: str, user: str, now: float) -> str:
+        """Counter of this minute's messages."""
+        return self._keys.named("quota", "m", platform, user, str(int(now // 60)))
+
+    def _day_key(self, platform: str, user: str, now: float) -> str:
+        """Counter of today's tokens (UTC day)."""
+        return self._keys.named("quota", "t", platform, user, str(int(now // _DAY)))
+
+    async def admit(self, platform: str, user: str) -> QuotaVerdict:
+        """Count one message and say whether it is within the limits."""
+        now = self._now()
+        minute_key = self._minute_key(platform, user, now)
+        day_key = self._day_key(platform, user, now)
+
+        async def run() -> tuple[int, int]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(minute_key)
+                pipe.expire(minute_key, 120)
+                pipe.get(day_key)
+                count, _, tokens = await pipe.execute()
+            return int(count), int(tokens or 0)
+
+        count, tokens = await guarded("quota", run)
+        if self._per_day and tokens >= self._per_day:
+            return QuotaVerdict(False, int(_DAY - now % _DAY) + 1, "tokens_per_day")
+        if self._per_minute and count > self._per_minute:
+            return QuotaVerdict(False, int(60 - now % 60) + 1, "messages_per_minute")
+        return QuotaVerdict(True)
+
+    async def spend_tokens(self, platform: str, user: str, tokens: int) -> None:
+        """Add a finished turn's tokens to today's count."""
+        if tokens <= 0:
+            return
+        key = self._day_key(platform, user, self._now())
+
+        async def run() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incrby(key, tokens)
+                pipe.expire(key, 2 * _DAY)
+                await pipe.execute()
+
+        await guarded("quota", run)
+
+    async def usage(self, platform: str, user: str) -> QuotaUsage:
+        """What the user has used in the current windows."""
+        now = self._now()
+        minute, day = await guarded(
+            "quota",
+            lambda: self._redis.mget(
+                self._minute_key(platform, user, now), self._day_key(platform, user, now)
+            ),
+        )
+        return QuotaUsage(int(minute or 0), int(day or 0))
