@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             action = serve.main if args.action == "serve" else serve.stop_main
             return action(list(args.args))
         settings = load_settings(CoreSettings)
-        setup_logging(_secrets(settings))
+        # Interactive commands keep the terminal for their own output; services log at INFO.
+        quiet = args.command in ("chat", "admin", "doctor")
+        setup_logging(_secrets(settings), default_level="WARNING" if quiet else "INFO")
         if args.command == "chat":
             return _run_chat(args, settings)
         if args.command == "admin":

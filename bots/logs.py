@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Iterable
 
-_BOT_TOKEN = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b")  # Telegram tokens (in Bot API URLs)
+_BOT_TOKEN = re.compile(r"(?<!\d)\d{5,}:[A-Za-z0-9_-]{30,}")  # Telegram tokens, e.g. in URLs
 _SLACK_TOKEN = re.compile(r"\bxox[abposr]-[A-Za-z0-9-]+|\bxapp-[A-Za-z0-9-]+")
 _URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]+@")
 
@@ -57,9 +57,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
-def setup_logging(secrets: Iterable[str] = ()) -> RedactingFilter:
+def setup_logging(secrets: Iterable[str] = (), default_level: str = "INFO") -> RedactingFilter:
     """Configure the root logger from LOG_LEVEL / LOG_FORMAT; return the redactor for reuse."""
-    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    level = os.environ.get("LOG_LEVEL", default_level).upper()
     handler = logging.StreamHandler(sys.stderr)
     redactor = RedactingFilter(secrets)
     handler.addFilter(redactor)

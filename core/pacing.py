@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol
 
 from core.clock import Clock, LoopClock
@@ -92,9 +93,7 @@ class CompositePacer:
 class _AsyncRedis(Protocol):
     """The slice of redis.asyncio.Redis the shared pacer uses (keeps the core SDK-free)."""
 
-    async def eval(self, script: str, numkeys: int, *keys_and_args: str | float) -> object: ...
-
-    async def set(self, name: str, value: str, **kwargs: object) -> object: ...
+    def eval(self, script: str, numkeys: int, *keys_and_args: str) -> Awaitable[object]: ...
 
 
 # Reserve the next slot atomically: slot = max(now, stored); store slot + interval.
@@ -128,14 +127,15 @@ class RedisPacer:
 
     async def acquire(self) -> None:
         """Reserve the next shared slot and wait for it."""
-        wait = float(str(await self._redis.eval(_RESERVE, 1, self._key, self._interval)))
+        raw = await self._redis.eval(_RESERVE, 1, self._key, str(self._interval))
+        wait = float(raw.decode() if isinstance(raw, bytes) else str(raw))
         if wait > 0:
             await self._clock.sleep(wait)
 
     def penalize(self, retry_after: float) -> None:
         """Push every replica's next slot past the platform's retry_after (fire and forget)."""
         task: asyncio.Task[object] = asyncio.ensure_future(
-            self._redis.eval(_PENALIZE, 1, self._key, retry_after)
+            self._redis.eval(_PENALIZE, 1, self._key, str(retry_after))
         )
         self._pending.add(task)
         task.add_done_callback(self._settle)

@@ -30,6 +30,8 @@ class SinkLimits:
     unit: LengthUnit = LengthUnit.CODEPOINTS
     min_interval: float = 1.0
     supports_collapsed: bool = False
+    # Native streams (drafts, chat.startStream) must see final=True once per message to finish.
+    needs_final: bool = False
 
 
 class SegmentKind(StrEnum):

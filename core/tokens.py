@@ -6,6 +6,8 @@ import base64
 import functools
 import importlib.util
 import logging
+import re
+import unicodedata
 from pathlib import Path
 from typing import Protocol
 
@@ -82,16 +84,42 @@ class QwenTokenCounter:
 
     def __init__(self, encoding: tiktoken.Encoding) -> None:
         self._encoding = encoding
+        specials = sorted(encoding.special_tokens_set, key=len, reverse=True)
+        self._specials = re.compile("|".join(map(re.escape, specials))) if specials else None
 
     def count(self, text: str) -> int:
         """Special-token text in content counts as the special token, as vLLM's tokenizer does."""
         if not text:
             return 0
-        return len(self._encoding.encode(text, allowed_special="all", disallowed_special=()))
+        return len(self.encode(text))
 
     def encode(self, text: str) -> list[int]:
-        """Token ids, for checks against the server's /tokenize."""
-        return self._encoding.encode(text, allowed_special="all", disallowed_special=())
+        """Token ids as the served tokenizer produces them (checked against vLLM's /tokenize).
+
+        The Hugging Face tokenizer first cuts out the added (special) tokens from the raw text,
+        then normalises each remaining piece to NFC, then applies BPE. tiktoken does not
+        normalise, so decomposed text ("e" + U+0301, Hangul jamo, …) would count more tokens
+        than the server sees. Cutting before normalising matters too: NFC would turn the ">" of
+        "</think>" followed by U+0338 into "≯" and hide the special token.
+        """
+        if unicodedata.is_normalized("NFC", text):
+            return self._encoding.encode(text, allowed_special="all", disallowed_special=())
+        if self._specials is None:
+            return self._plain(text)
+        ids: list[int] = []
+        start = 0
+        for match in self._specials.finditer(text):
+            ids.extend(self._plain(text[start : match.start()]))
+            ids.append(self._encoding.encode_single_token(match.group()))
+            start = match.end()
+        ids.extend(self._plain(text[start:]))
+        return ids
+
+    def _plain(self, piece: str) -> list[int]:
+        """BPE of text without special tokens, after the tokenizer's NFC normalisation."""
+        if not piece:
+            return []
+        return self._encoding.encode_ordinary(unicodedata.normalize("NFC", piece))
 
 
 class ApproximateTokenCounter:

@@ -78,6 +78,8 @@ class ReplyStream:
         self._doc = _Document()
         self._refs: list[MessageRef | None] = []
         self._shown: list[Content] = []
+        self._finalized: list[bool] = []
+        self._needs_final = limits.needs_final
         self._changed = asyncio.Event()
         self._started_at = self._clock.now()
         self._writer: asyncio.Task[None] | None = None
@@ -214,6 +216,10 @@ class ReplyStream:
         for index, content in enumerate(wanted):
             if index >= len(self._shown) or self._shown[index] != content:
                 return index, content
+        if self._closing and self._needs_final:
+            for index, content in enumerate(wanted):
+                if not self._finalized[index]:
+                    return index, content
         return None
 
     async def _write_loop(self) -> None:
@@ -244,6 +250,7 @@ class ReplyStream:
             except MessageRejected as exc:
                 log.warning("the platform rejected a reply message: %s", exc)
                 self._mark_shown(index, content)  # do not retry the same content forever
+                self._finalized[index] = True
                 self.stats.failures += 1
             except PlatformError as exc:
                 log.warning("writing a reply failed: %s", exc)
@@ -272,6 +279,7 @@ class ReplyStream:
         ):
             self.stats.first_visible_at = self._clock.now()
         self._mark_shown(index, content)
+        self._finalized[index] = final
 
     def _mark_shown(self, index: int, content: Content) -> None:
         """Remember what message ``index`` shows now."""
@@ -279,5 +287,6 @@ class ReplyStream:
             self._shown[index] = content
         else:
             self._shown.append(content)
+            self._finalized.append(False)
             while len(self._refs) < len(self._shown):
                 self._refs.append(None)
