@@ -1,0 +1,201 @@
+"""Bolt listeners: filter and normalise, ack at once, answer in the background."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.response import BoltResponse
+
+from bots.slack import texts
+from bots.slack.commands import (
+    RESET_ALL_CANCEL,
+    RESET_ALL_CONFIRM,
+    Invocation,
+    SlashCommands,
+)
+from bots.slack.events import PLATFORM, Inbound, Route, from_mention, from_message
+from bots.slack.memory import SlackMemory
+from bots.slack.replies import ReplyFactory
+from bots.slack.settings import ThreadScope
+from bots.slack.sink import ReplyTarget
+from bots.slack.tasks import BackgroundTasks
+from core.conversation import IncomingMessage
+from core.errors import BotError
+from core.service import ChatService
+from core.settings import CoreSettings
+
+log = logging.getLogger(__name__)
+
+Next = Callable[[], Awaitable[None]]
+
+
+class SlackHandlers:
+    """Turns Slack events and commands into ChatService calls."""
+
+    def __init__(
+        self,
+        *,
+        service: ChatService,
+        settings: CoreSettings,
+        memory: SlackMemory,
+        replies: ReplyFactory,
+        tasks: BackgroundTasks,
+        scope: ThreadScope,
+        commands: SlashCommands,
+        dm_threads: bool = False,
+    ) -> None:
+        self._service = service
+        self._settings = settings
+        self._memory = memory
+        self._replies = replies
+        self._tasks = tasks
+        self._scope = scope
+        self._commands = commands
+        self._dm_threads = dm_threads
+
+    def register(self, app: AsyncApp) -> None:
+        """Wire every listener; unhandled event types would otherwise get 404 and be retried."""
+        app.middleware(self.deduplicate)
+        app.event("message")(self.on_message)
+        app.event("app_mention")(self.on_mention)
+        app.command("/parley")(self.on_command)
+        app.action(RESET_ALL_CONFIRM)(self.on_reset_all_confirm)
+        app.action(RESET_ALL_CANCEL)(self.on_reset_all_cancel)
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def deduplicate(self, body: dict[str, Any], next: Next) -> BoltResponse | None:
+        """Each event_id is handled once across replicas; Slack's retries are acked and dropped."""
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id:
+            try:
+                first = await self._memory.first_delivery(str(event_id))
+            except RedisError as exc:
+                log.warning("event dedup unavailable (%s); handling %s anyway", exc, event_id)
+                first = True
+            if not first:
+                log.info("event %s already handled; acknowledging the retry", event_id)
+                return BoltResponse(status=200, body="")
+        await next()
+        return None
+
+    async def on_message(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
+        """DMs, and replies in threads Parley is part of."""
+        inbound = from_message(
+            event,
+            team=context.team_id or "",
+            bot_user_id=_bot(context),
+            dm_threads=self._dm_threads,
+        )
+        if inbound is not None:
+            await self._accept(inbound)
+
+    async def on_mention(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
+        """@parley in a channel: answered in a thread under the mention."""
+        inbound = from_mention(event, team=context.team_id or "", bot_user_id=_bot(context))
+        if inbound is not None:
+            await self._accept(inbound)
+
+    async def _accept(self, inbound: Inbound) -> None:
+        """Claim the message, remember the thread, and start answering in the background."""
+        try:
+            if not await self._claim(inbound):
+                return
+        except RedisError as exc:
+            if inbound.route is Route.FOLLOW_UP:
+                log.error("cannot tell whether Parley is in this thread (Redis: %s)", exc)
+                return
+            log.error("cannot reach Redis for a Slack message: %s", exc)
+        target = inbound.target()
+        if not inbound.text:
+            if inbound.has_files:
+                self._tasks.spawn(self._note(target, texts.TEXT_ONLY), name="slack note")
+            return
+        message = IncomingMessage(
+            key=inbound.key(self._scope),
+            text=inbound.text,
+            user_id=inbound.user,
+            message_id=inbound.ts,
+            is_admin=self._settings.is_admin(PLATFORM, inbound.user),
+        )
+        self._tasks.spawn(self._answer(message, target), name=f"slack answer {inbound.ts}")
+
+    async def _claim(self, inbound: Inbound) -> bool:
+        """Whether this replica answers: Parley's thread, first to claim it; remember the thread."""
+        if inbound.route is Route.FOLLOW_UP and not await self._memory.is_part_of(
+            inbound.channel, inbound.thread_ts or ""
+        ):
+            return False
+        if not await self._memory.claim_message(inbound.channel, inbound.ts):
+            return False
+        if inbound.is_dm:
+            await self._memory.set_latest(inbound.channel, inbound.user, inbound.reply_thread or "")
+        else:
+            await self._memory.joined(inbound.channel, inbound.reply_thread or "", inbound.user)
+        return True
+
+    async def _answer(self, message: IncomingMessage, target: ReplyTarget) -> None:
+        """One whole turn; the service tells the user about problems itself."""
+        sink = self._replies.sink(target)
+        try:
+            result = await self._service.handle(message, sink)
+        finally:
+            await sink.close()
+        log.info("slack turn %s: %s", message.key, result.outcome)
+
+    async def _note(self, target: ReplyTarget, text: str) -> None:
+        """A short reply that needs no model."""
+        try:
+            await self._replies.note(target, text)
+        except BotError as exc:
+            log.warning("could not send a note: %s", exc)
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def on_command(
+        self, ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """/parley …: answered in the ack itself (ephemeral), within Slack's 3 seconds."""
+        call = Invocation(
+            user_id=str(command.get("user_id", "")),
+            channel_id=str(command.get("channel_id", "")),
+            team_id=str(command.get("team_id") or context.team_id or ""),
+            text=str(command.get("text", "")),
+        )
+        try:
+            reply = await self._commands.run(call)
+        except (BotError, RedisError) as exc:
+            log.error("/parley %s failed: %s", call.text, exc)
+            await ack(text=BotError.user_message, response_type="ephemeral")
+            return
+        await ack(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
+
+    async def on_reset_all_confirm(
+        self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        """The reset-all button: ack, re-check the clicker's rights, then forget everything."""
+        await ack()
+        user_id = str((body.get("user") or {}).get("id", ""))
+        try:
+            text = await self._commands.confirm_reset_all(user_id)
+        except (BotError, RedisError) as exc:
+            log.error("reset-all failed: %s", exc)
+            text = BotError.user_message
+        await respond(text=text, replace_original=True)
+
+    async def on_reset_all_cancel(self, ack: AsyncAck, respond: AsyncRespond) -> None:
+        """The cancel button."""
+        await ack()
+        await respond(text=texts.RESET_ALL_CANCELLED, replace_original=True)
+
+
+def _bot(context: AsyncBoltContext) -> str:
+    """The bot's own user id, from auth.test via bolt's authorization."""
+    return context.bot_user_id or ""

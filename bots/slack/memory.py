@@ -1,0 +1,55 @@
+"""What the Slack adapter remembers in Redis, so every replica agrees on it."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from core.store.keys import KeySpace
+
+DEDUP_SECONDS = 3600  # Slack retries an event for a few minutes; an hour leaves a wide margin
+
+
+class SlackMemory:
+    """Handled events and messages, threads Parley is part of, each user's latest thread."""
+
+    def __init__(self, redis: Redis, keys: KeySpace, *, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._ttl = ttl_seconds or 30 * 24 * 3600
+
+    def _key(self, *parts: str) -> str:
+        """A key under Parley's prefix."""
+        return self._keys.named("slack", *parts)
+
+    async def first_delivery(self, event_id: str) -> bool:
+        """True once per event_id across replicas; Slack's retries then find it taken."""
+        return bool(
+            await self._redis.set(self._key("event", event_id), 1, nx=True, ex=DEDUP_SECONDS)
+        )
+
+    async def claim_message(self, channel: str, ts: str) -> bool:
+        """True once per message: a mention arrives both as app_mention and as message."""
+        key = self._key("msg", channel, ts)
+        return bool(await self._redis.set(key, 1, nx=True, ex=DEDUP_SECONDS))
+
+    async def joined(self, channel: str, thread_ts: str, user: str) -> None:
+        """Parley answers in this thread from now on; remember it as the user's latest too."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._key("thread", channel, thread_ts), 1, ex=self._ttl)
+            pipe.set(self._key("last", channel, user), thread_ts, ex=self._ttl)
+            await pipe.execute()
+
+    async def is_part_of(self, channel: str, thread_ts: str) -> bool:
+        """Whether Parley has answered in this thread."""
+        return bool(await self._redis.exists(self._key("thread", channel, thread_ts)))
+
+    async def set_latest(self, channel: str, user: str, thread_ts: str) -> None:
+        """The thread `/parley stop|reset|retry` in this channel refers to ("" for a DM's top)."""
+        await self._redis.set(self._key("last", channel, user), thread_ts, ex=self._ttl)
+
+    async def latest(self, channel: str, user: str) -> str | None:
+        """The user's latest thread in this channel, if any."""
+        value = await self._redis.get(self._key("last", channel, user))
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
