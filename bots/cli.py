@@ -13,6 +13,7 @@ from typing import Any
 
 from bots import admin_cli
 from bots.logs import setup_logging
+from bots.ops import ops_listener
 from bots.runtime import Runtime, open_runtime
 from core.errors import BotError, ConfigError
 from core.phrases import Phrases
@@ -79,7 +80,8 @@ def _run_platform(name: str, settings: CoreSettings) -> int:
     setup_logging([*_secrets(settings), *module.secret_values(adapter_settings)])
 
     async def body(runtime: Runtime) -> int:
-        await module.run(runtime, adapter_settings)
+        async with ops_listener(runtime, settings.metrics_listen):
+            await module.run(runtime, adapter_settings)
         return 0
 
     return asyncio.run(_with_runtime(settings, body, module.PHRASES))

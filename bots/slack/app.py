@@ -166,6 +166,9 @@ async def run(runtime: Runtime, settings: SlackSettings) -> None:
         try:
             await _serve(app, client, settings)
         finally:
+            # Intake has stopped; replies in flight finish within the grace period or are
+            # ended with a note, and their locks are released before the process exits.
+            await runtime.service.shutdown(runtime.settings.shutdown_grace_seconds)
             await tasks.close()
 
 
