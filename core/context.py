@@ -56,6 +56,17 @@ def _whole_turns(history: Sequence[StoredMessage]) -> list[tuple[StoredMessage, 
     return [turn for turn in turns if len(turn) >= 2]
 
 
+def _previous_prompt(turns: Sequence[tuple[StoredMessage, ...]], folded: int) -> int:
+    """What the previous request held: the older turns, the last question and the instructions.
+
+    Its answer was not part of it, so a long answer is what can make this turn the first to drop.
+    """
+    if not turns:
+        return 0
+    *older, last = turns
+    return PROMPT_OVERHEAD + folded + sum(_cost(m) for t in older for m in t) + _cost(last[0])
+
+
 def fit(
     history: Sequence[StoredMessage],
     new_message: StoredMessage,
@@ -65,9 +76,8 @@ def fit(
     instruction_tokens: int = 0,
 ) -> FittedPrompt:
     """Keep the newest whole turns that fit ``budget`` prompt tokens; oldest go first."""
-    fixed = PROMPT_OVERHEAD + _cost(new_message)
-    if instructions:
-        fixed += instruction_tokens + _SEPARATOR_TOKENS
+    folded = instruction_tokens + _SEPARATOR_TOKENS if instructions else 0
+    fixed = PROMPT_OVERHEAD + _cost(new_message) + folded
     if fixed > budget:
         raise MessageTooLong(new_message.tokens, max(0, budget - (fixed - new_message.tokens)))
     turns = _whole_turns(history)
@@ -81,8 +91,7 @@ def fit(
         kept.append(turn)
     kept.reverse()
     dropped = len(turns) - len(kept)
-    previous_total = PROMPT_OVERHEAD + sum(_cost(m) for t in turns for m in t)
-    first_drop = dropped > 0 and previous_total <= budget
+    first_drop = dropped > 0 and _previous_prompt(turns, folded) <= budget
     messages: list[ChatMessage] = [
         ChatMessage(m.role.value, m.content) for turn in kept for m in turn
     ]

@@ -25,19 +25,25 @@ class IntervalPacer:
         self._interval = min_interval
         self._clock = clock or LoopClock()
         self._next_slot = float("-inf")
+        self._blocked_until = float("-inf")
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
-        """Reserve the next slot and wait for it."""
-        async with self._lock:
-            now = self._clock.now()
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self._interval
-        await _sleep_until(self._clock, slot)
+        """Reserve the next slot and wait for it; reserve again if a 429 came meanwhile."""
+        while True:
+            async with self._lock:
+                now = self._clock.now()
+                slot = max(now, self._next_slot)
+                self._next_slot = slot + self._interval
+            await _sleep_until(self._clock, slot)
+            if self._clock.now() >= self._blocked_until:
+                return
 
     def penalize(self, retry_after: float) -> None:
-        """Nobody writes until the platform's retry_after has passed."""
-        self._next_slot = max(self._next_slot, self._clock.now() + retry_after)
+        """Nobody writes until the platform's retry_after has passed, not even earlier waiters."""
+        until = self._clock.now() + retry_after
+        self._blocked_until = max(self._blocked_until, until)
+        self._next_slot = max(self._next_slot, until)
 
 
 class TokenBucketPacer:
@@ -68,9 +74,11 @@ class TokenBucketPacer:
                 await self._clock.sleep((1.0 - self._tokens) / self._rate)
 
     def penalize(self, retry_after: float) -> None:
-        """Block the bucket until the platform's retry_after has passed."""
-        self._blocked_until = max(self._blocked_until, self._clock.now() + retry_after)
+        """Block the bucket until the platform's retry_after has passed; it is empty as of now."""
+        now = self._clock.now()
+        self._blocked_until = max(self._blocked_until, now + retry_after)
         self._tokens = 0.0
+        self._updated = now  # time before the 429 must not refill the bucket afterwards
 
 
 class CompositePacer:

@@ -123,12 +123,7 @@ class ChatService:
             return self._count(TurnResult(Outcome.REFUSED))
         self._enter()
         try:
-            refusal = await self._admission(message)
-            if refusal is not None:
-                if refusal:
-                    await _say(sink, refusal)
-                return self._count(TurnResult(Outcome.REFUSED))
-            return self._count(await self._handle_admitted(message, text, sink))
+            return self._count(await self._handle_in_order(message, text, sink))
         except StoreError as exc:
             log.error("store failure for %s: %s", message.key, exc)
             await _say(sink, exc.user_message)
@@ -157,10 +152,14 @@ class ChatService:
                 return self.phrases.over_quota.format(reason=reason, wait=wait)
         return None
 
-    async def _handle_admitted(
+    async def _handle_in_order(
         self, message: IncomingMessage, text: str, sink: MessageSink
     ) -> TurnResult:
-        """Apply the busy policy, then run the turn under the conversation's lease."""
+        """Busy policy, then admission and the turn in arrival order under the lease.
+
+        Admission runs inside the conversation's FIFO: checking it first (it awaits Redis)
+        would let a later message overtake an earlier one.
+        """
         policy = self.settings.busy_policy
         try:
             if policy is BusyPolicy.REJECT and await self.turns.busy(message.key):
@@ -175,6 +174,11 @@ class ChatService:
                 ) as lease:
                     self.metrics.queued_turns.dec()
                     queued = False
+                    refusal = await self._admission(message)
+                    if refusal is not None:
+                        if refusal:
+                            await _say(sink, refusal)
+                        return TurnResult(Outcome.REFUSED)
                     history = await self.store.load(message.key)
                     return await self._run(
                         message.key, text, history, sink, lease, replace=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -11,6 +12,17 @@ import redis.asyncio as aioredis
 from tests.services import RedisServer, start_redis
 
 pytest_plugins = ["tests.fakes.fixtures"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _main_thread_event_loop() -> Iterator[None]:
+    """pytest-asyncio 1.5 leaks a loop after a sync test (its issue #724); with warnings as
+    errors the ResourceWarning fails a later test. Give the main thread a loop we close."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    asyncio.set_event_loop(None)
+    loop.close()
 
 
 @pytest.fixture(scope="session")

@@ -80,10 +80,14 @@ class SlashCommands:
             return CommandReply(texts.NOT_ADMIN)
         if name in ("reset", "stop", "retry"):
             return await self._conversation_command(name, call)
+        if name == "forget":
+            count = await self._service.forget(PLATFORM, call.user_id)
+            return CommandReply(texts.forgot(count, "of yours, everywhere"))
+        actor = f"{PLATFORM}:{call.user_id}"
         if name == "reset-user":
-            return await self._reset_user(rest.strip())
+            return await self._reset_user(rest.strip(), actor)
         if name == "reset-channel":
-            count = await self._service.reset_chat(PLATFORM, call.channel_id)
+            count = await self._service.reset_chat(PLATFORM, call.channel_id, actor=actor)
             return CommandReply(texts.forgot(count, "in this channel"))
         if name == "reset-all":
             return _confirm_reset_all()
@@ -95,7 +99,7 @@ class SlashCommands:
         """The confirmation button was pressed: check again, then forget everything."""
         if not self.is_admin(user_id):
             return texts.NOT_ADMIN
-        count = await self._service.reset_all()
+        count = await self._service.reset_all(actor=f"{PLATFORM}:{user_id}")
         log.info("reset-all by %s: %d conversations", user_id, count)
         return texts.forgot(count, "in total")
 
@@ -140,24 +144,30 @@ class SlashCommands:
             await sink.close()
         log.info("slack retry %s: %s", key, result.outcome)
 
-    async def _reset_user(self, argument: str) -> CommandReply:
+    async def _reset_user(self, argument: str, actor: str) -> CommandReply:
         """reset-user @someone (Slack sends the mention as <@U…|name>)."""
         match = _MENTION.search(argument)
         if match is None:
             return CommandReply(texts.RESET_USER_USAGE)
         user = match.group(1) or match.group(2)
-        count = await self._service.reset_user(PLATFORM, user)
+        count = await self._service.reset_user(PLATFORM, user, actor=actor)
         return CommandReply(texts.forgot(count, f"of <@{user}>"))
 
     async def _stats(self) -> CommandReply:
-        """What the store holds."""
+        """What the store holds and how much the bot was used."""
         stats = await self._service.stats()
+        usage = await self._service.usage_report()
         lines = [
             f"*Conversations:* {stats.conversations}",
             f"*Messages:* {stats.messages}",
-            f"*Tokens:* {stats.tokens}",
         ]
         lines += [f"• {name}: {count}" for name, count in sorted(stats.by_platform.items())]
+        for title, period in (("Today (UTC)", usage.today), ("Total", usage.total)):
+            for name, u in period.items():
+                lines.append(
+                    f"*{title}, {name}:* {u.users} users, {u.turns} turns, "
+                    f"{u.tokens_in} tokens in, {u.tokens_out} out"
+                )
         return CommandReply("\n".join(lines))
 
 

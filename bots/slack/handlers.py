@@ -124,6 +124,7 @@ class SlackHandlers:
             user_id=inbound.user,
             message_id=inbound.ts,
             is_admin=self._settings.is_admin(PLATFORM, inbound.user),
+            workspace=inbound.team,
         )
         self._tasks.spawn(self._answer(message, target), name=f"slack answer {inbound.ts}")
 

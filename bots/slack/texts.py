@@ -21,6 +21,7 @@ HELP = """*Parley* answers direct messages and @mentions; keep talking in the th
 `/parley reset` — forget our latest conversation here
 `/parley stop` — stop the answer being written
 `/parley retry` — answer your last message again
+`/parley forget` — delete all your conversations with Parley here
 `/parley help` — this help"""
 
 ADMIN_HELP = """

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.sink import Content, LengthUnit, Segment, measure
-from core.stream.split import cut
+from core.stream.split import Cut, cut, fit_prefix
 
 SEPARATOR_COST = 2  # sinks join segments of one message with a blank line
 
@@ -71,10 +71,10 @@ class MessageLayout:
                 continue
             room = self._limit - used - cost
             piece = cut(segment.text, room, self._unit)
-            if not piece.head.strip() and placed:
+            if placed and not _tidy(piece, segment.text):
                 return tuple(placed), self._advance(index, 0, "")
             if not piece.head.strip():  # an empty message cannot be sent: force a hard cut
-                piece = cut(segment.text, self._limit, self._unit)
+                piece = _forced_cut(segment.text, self._limit, self._unit)
             placed.append(Segment(segment.kind, piece.head))
             return tuple(placed), self._advance(index, piece.consumed, piece.reopening)
         return tuple(placed), None
@@ -86,3 +86,17 @@ class MessageLayout:
             source_used = max(0, consumed - len(cursor.carry))
             return _Cursor(cursor.segment, cursor.offset + source_used, reopening)
         return _Cursor(cursor.segment + tail_index, consumed, reopening)
+
+
+def _tidy(piece: Cut, text: str) -> bool:
+    """A cut at a word boundary; a segment after others moves on rather than split mid-word."""
+    return piece.consumed > 0 and bool(piece.head.strip()) and text[piece.consumed - 1].isspace()
+
+
+def _forced_cut(text: str, limit: int, unit: LengthUnit) -> Cut:
+    """Fill a fresh message; split a grapheme only if it alone is longer than a message."""
+    piece = cut(text, limit, unit)
+    if piece.consumed > 0:
+        return piece
+    size = max(1, fit_prefix(text, limit, unit))
+    return Cut(text[:size], text[size:], size)

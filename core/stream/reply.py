@@ -237,6 +237,8 @@ class ReplyStream:
             if pending is None:
                 continue
             index, content = pending
+            if not self._closing:
+                failures = 0  # only the final text's own attempts are bounded
             try:
                 await self._apply(index, content)
                 failures = 0

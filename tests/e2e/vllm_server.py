@@ -1,7 +1,8 @@
 """A real vLLM for the end-to-end tests: installed if needed, serving the scripted test model.
 
-`start_vllm_server()` installs vLLM (``tools/install_vllm.sh``, cached in ``~/.cache/parley/vllm-venv``), builds
-the scripted tiny model (``tools/build_test_model.py``, cached in ``var/models``), starts
+`start_vllm_server()` installs vLLM (``tools/install_vllm.sh``, cached in
+``~/.cache/parley/vllm-venv``), builds the scripted tiny model (``tools/build_test_model.py``,
+cached in ``var/models``), starts
 ``vllm.entrypoints.openai.api_server`` on a free loopback port with the same flags as
 ``parley model serve`` on CPU, and waits for ``/health``. `RealVllm.stop()` ends its whole
 process group. The session fixture ``real_vllm`` (registered in ``tests/e2e/conftest.py``)

@@ -47,7 +47,7 @@ async def runtime_for(redis_server: RedisServer, redis_client: Any) -> RuntimeFa
             llm_first_token_timeout=5,
             llm_idle_timeout=5,
             lock_lease_seconds=3,
-            **overrides,
+            **{"quota_messages_per_minute": 0, **overrides},
         )
         return open_runtime(settings)
 

@@ -1,0 +1,151 @@
+"""Reply content → Telegram text + message entities (UTF-16 offsets), never markup to parse.
+
+Sending entities instead of a parse mode means half-written Markdown can never fail a request:
+whatever telegramify-markdown cannot read stays literal text. The entities are then made to
+obey Telegram's nesting rules, so the server shows exactly what we meant.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from telegramify_markdown import convert
+from telegramify_markdown.config import RenderConfig
+
+from core.sink import LengthUnit, Segment, SegmentKind, measure
+
+log = logging.getLogger(__name__)
+
+SEPARATOR = "\n\n"  # between segments, as core.sink.plain() joins them
+
+QUOTES = frozenset({"blockquote", "expandable_blockquote"})
+CODE = frozenset({"pre", "code"})
+FORMATTING = frozenset({"bold", "italic", "underline", "strikethrough", "spoiler"})
+# For two entities over the same range, the lower rank is the outer one.
+_RANK = {"blockquote": 0, "expandable_blockquote": 0, "pre": 1, "text_link": 2, "code": 3}
+
+# pyromark reads `<tag>` as HTML and telegramify drops HTML, so "x<y and y>z" would lose text.
+# `<` is swapped for a private-use character of the same UTF-16 length before parsing and
+# swapped back afterwards: offsets stay right and code blocks keep their `<`.
+_LT_STANDINS = ("\ue000", "\ue001", "\ue002", "\uf8ff")
+
+_CONFIG = RenderConfig.isolated()  # never the library's process-global config
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A Telegram MessageEntity, offsets and lengths in UTF-16 code units."""
+
+    type: str
+    offset: int
+    length: int
+    url: str | None = None
+    language: str | None = None
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What one Telegram message shows."""
+
+    text: str
+    entities: tuple[Entity, ...] = ()
+
+    @property
+    def length(self) -> int:
+        """Length in UTF-16 code units, as Telegram counts it."""
+        return measure(self.text, LengthUnit.UTF16)
+
+
+def markdown(source: str) -> Rendered:
+    """Markdown from the model → text + entities; on any converter failure, the literal text."""
+    standin = next((c for c in _LT_STANDINS if c not in source), None)
+    prepared = source.replace("<", standin) if standin else source
+    try:
+        text, raw = convert(prepared, latex_escape=True, config=_CONFIG)
+    except Exception:  # a converter bug must never cost the user the answer
+        log.warning("markdown conversion failed; sending the text as it is", exc_info=True)
+        return Rendered(source.strip())
+    if standin:
+        text = text.replace(standin, "<")
+    entities = tuple(
+        Entity(e.type, e.offset, e.length, url=e.url, language=e.language)
+        for e in raw
+        if e.length > 0
+    )
+    return Rendered(text, entities)
+
+
+def render_segment(segment: Segment) -> Rendered:
+    """One segment in its Telegram form."""
+    text = segment.text.strip()
+    if not text:
+        return Rendered("")
+    if segment.kind is SegmentKind.ANSWER:
+        return markdown(segment.text)
+    length = measure(text, LengthUnit.UTF16)
+    if segment.kind is SegmentKind.REASONING:
+        return Rendered(text, (Entity("blockquote", 0, length),))
+    if segment.kind is SegmentKind.REASONING_COLLAPSED:
+        return Rendered(text, (Entity("expandable_blockquote", 0, length),))
+    if segment.kind is SegmentKind.NOTICE:
+        return Rendered(text, (Entity("italic", 0, length),))
+    return Rendered(text)  # STATUS and anything new: plain
+
+
+def render(content: Sequence[Segment]) -> Rendered:
+    """A whole message: segments joined like `core.sink.plain`, entities shifted and checked."""
+    parts: list[str] = []
+    entities: list[Entity] = []
+    offset = 0
+    for segment in content:
+        piece = render_segment(segment)
+        if not piece.text:
+            continue
+        if parts:
+            parts.append(SEPARATOR)
+            offset += len(SEPARATOR)
+        parts.append(piece.text)
+        entities.extend(
+            Entity(e.type, e.offset + offset, e.length, e.url, e.language) for e in piece.entities
+        )
+        offset += piece.length
+    return Rendered("".join(parts), sanitize(entities))
+
+
+def _may_contain(outer: str, inner: str) -> bool:
+    """Telegram's nesting rules (Bot API 'Formatting options', TDLib's FormattedText)."""
+    if outer in CODE:
+        return False
+    if outer in QUOTES:
+        return inner not in QUOTES
+    return inner in FORMATTING or outer in FORMATTING
+
+
+def sanitize(entities: Sequence[Entity]) -> tuple[Entity, ...]:
+    """Sort entities and drop the ones Telegram would reject or silently discard.
+
+    Kept: entities that are disjoint or properly nested. Dropped: partial overlaps, anything
+    inside pre/code, a quote inside a quote, and link-like entities inside each other.
+    """
+    ordered = sorted(
+        (e for e in entities if e.length > 0 and e.offset >= 0),
+        key=lambda e: (e.offset, -e.length, _RANK.get(e.type, 9)),
+    )
+    kept: list[Entity] = []
+    open_: list[Entity] = []  # ancestors of the current position, outermost first
+    for entity in ordered:
+        while open_ and open_[-1].end <= entity.offset:
+            open_.pop()
+        if open_ and open_[-1].end < entity.end:
+            continue  # partial overlap
+        if not all(_may_contain(outer.type, entity.type) for outer in open_):
+            continue
+        kept.append(entity)
+        open_.append(entity)
+    return tuple(kept)
