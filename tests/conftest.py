@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+from hypothesis import settings
 
 from tests.services import RedisServer, start_redis
 
 pytest_plugins = ["tests.fakes.fixtures"]
+
+# Property tests: a quick profile in CI, a long one on demand (`make fuzz`).
+settings.register_profile("ci", max_examples=150, deadline=None, print_blob=True)
+settings.register_profile("long", max_examples=10_000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session", autouse=True)
