@@ -7,6 +7,7 @@ formatting, turns an unchanged edit into a no-op and translates every Telegram e
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -184,8 +185,8 @@ class DraftSink:
 
     @property
     def limits(self) -> SinkLimits:
-        """Same rules as messages."""
-        return self._messages.limits
+        """Messages' rules; a draft lands as a real message only on a final write."""
+        return dataclasses.replace(self._messages.limits, needs_final=True)
 
     @property
     def pacer(self) -> Pacer:
