@@ -82,8 +82,8 @@ async def test_answer_lands_and_the_turn_is_stored_without_reasoning(
     assert result.outcome is Outcome.ANSWERED
     assert result.saved
     assert out.texts() == ["The answer is **42**."]
-    gaps = [b.at - a.at for a, b in zip(out.writes, out.writes[1:], strict=False)]
-    assert min(gaps) > 0.02 - 0.005  # paced (a few ms of scheduling jitter in real time)
+    span = out.writes[-1].at - out.writes[0].at
+    assert len(out.writes) <= span / 0.02 + 2  # paced: never above one write per interval
     kinds = {s.kind for call in out.writes for s in call.content}
     assert SegmentKind.STATUS in kinds  # "Thinking…" while it reasoned
     assert all("Secret chain" not in call.text for call in out.writes)
