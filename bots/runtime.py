@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import BlockingConnectionPool, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
@@ -68,15 +69,36 @@ def redis_options(settings: CoreSettings) -> dict[str, object]:
     }
 
 
+# Every streaming reply holds a connection only for a command at a time; a blocking pool makes a
+# burst wait briefly for a free connection instead of failing with "Too many connections".
+_MAX_CONNECTIONS = 512
+
+
+def _pool(settings: CoreSettings, url: str | None, socket: str | None) -> BlockingConnectionPool:
+    """A bounded pool that waits (up to the Redis timeout) rather than raising when busy."""
+    options = redis_options(settings)
+    wait = max(settings.redis_timeout, 5.0)
+    if url is not None:
+        return BlockingConnectionPool.from_url(
+            url, max_connections=_MAX_CONNECTIONS, timeout=wait, **options
+        )
+    return BlockingConnectionPool(
+        connection_class=UnixDomainSocketConnection,
+        path=socket,
+        max_connections=_MAX_CONNECTIONS,
+        timeout=wait,
+        **options,  # type: ignore[arg-type]
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_redis(settings: CoreSettings) -> AsyncIterator[tuple[aioredis.Redis, str]]:
     """REDIS_URL, or a private persistent redis-server, or (no binary) an in-process fake."""
-    options = redis_options(settings)
     async with contextlib.AsyncExitStack() as stack:
         if settings.redis_url is not None:
             url = settings.redis_url.get_secret_value()
             try:
-                client = aioredis.Redis.from_url(url, **options)  # type: ignore[arg-type]
+                client = aioredis.Redis.from_pool(_pool(settings, url, None))
             except ValueError as exc:
                 raise ConfigError(f"REDIS_URL is not a valid Redis URL: {exc}") from None
             description = redact_url(url)
@@ -92,7 +114,7 @@ async def open_redis(settings: CoreSettings) -> AsyncIterator[tuple[aioredis.Red
                 client = fakeredis.FakeAsyncRedis()
                 description = "in-process memory (not persistent)"
             else:
-                client = aioredis.Redis(unix_socket_path=socket, **options)  # type: ignore[arg-type]
+                client = aioredis.Redis.from_pool(_pool(settings, None, socket))
                 description = f"embedded redis-server ({socket})"
         stack.push_async_callback(client.aclose)
         try:

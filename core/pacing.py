@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol
 
+from redis.exceptions import RedisError
+
 from core.clock import Clock, LoopClock
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from core.sink import Pacer
 
 
+# The shortest sleep: asyncio runs timers due within its clock resolution at once, so a top-up
+# of a few ulps would return without time moving and spin forever on a coarse (or virtual) clock.
+_MIN_SLEEP = 1e-6
+
+
 async def _sleep_until(clock: Clock, moment: float) -> None:
     """Sleep until ``moment``; event loops may wake a little early, so check and top up."""
     while (now := clock.now()) < moment:
-        await clock.sleep(moment - now)
+        await clock.sleep(max(moment - now, _MIN_SLEEP))
 
 
 class IntervalPacer:
@@ -64,14 +74,14 @@ class TokenBucketPacer:
             while True:
                 now = self._clock.now()
                 if now < self._blocked_until:
-                    await self._clock.sleep(self._blocked_until - now)
+                    await _sleep_until(self._clock, self._blocked_until)
                     continue
                 self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
                 self._updated = now
                 if self._tokens >= 1.0:
                     self._tokens -= 1.0
                     return
-                await self._clock.sleep((1.0 - self._tokens) / self._rate)
+                await self._clock.sleep(max((1.0 - self._tokens) / self._rate, _MIN_SLEEP))
 
     def penalize(self, retry_after: float) -> None:
         """Block the bucket until the platform's retry_after has passed; it is empty as of now."""
@@ -135,7 +145,13 @@ class RedisPacer:
 
     async def acquire(self) -> None:
         """Reserve the next shared slot and wait for it."""
-        raw = await self._redis.eval(_RESERVE, 1, self._key, str(self._interval))
+        try:
+            raw = await self._redis.eval(_RESERVE, 1, self._key, str(self._interval))
+        except (RedisError, OSError) as exc:
+            # Degrade to local pacing: a Redis blip must not break a reply being written.
+            log.warning("shared pacing unavailable (%s); pacing locally", type(exc).__name__)
+            await self._clock.sleep(self._interval)
+            return
         wait = float(raw.decode() if isinstance(raw, bytes) else str(raw))
         if wait > 0:
             await self._clock.sleep(wait)

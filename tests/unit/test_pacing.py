@@ -218,3 +218,31 @@ async def test_composite_of_nothing_never_waits() -> None:
     pacer.penalize(10)
     await pacer.acquire()
     assert now() == start
+
+
+# -- clocks with a resolution ----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("interval", [0.05, 0.1, 1 / 3, 0.7])
+async def test_interval_with_inexact_float_slots_never_spins(interval: float) -> None:
+    """Slots like 0.15000000000000002 on a clock with a resolution must still be reached."""
+    pacer = IntervalPacer(interval)
+    start = now()
+    done = await writers(pacer, 40)
+    times = [t - start for t, _ in done]
+    assert times[-1] == pytest.approx(39 * interval, abs=1e-3)
+    assert all(g >= interval - 2e-6 for g in gaps(times))  # a late tick, then an exact slot
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("rate", [3.0, 7.0, 20 / 60, 0.3])
+async def test_bucket_with_inexact_float_refills_never_spins(rate: float) -> None:
+    pacer = TokenBucketPacer(rate=rate, burst=2)
+    start = now()
+    done = await writers(pacer, 30)
+    times = [t - start for t, _ in done]
+    assert times[-1] == pytest.approx(28 / rate, abs=1e-3)
+    pacer.penalize(0.1 / rate)
+    await pacer.acquire()
+    assert now() - start >= 28 / rate + 0.1 / rate - 1e-6

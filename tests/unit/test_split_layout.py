@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, example, given
 
 from core.sink import Content, LengthUnit, Segment, SegmentKind, measure, plain
 from core.stream.layout import MessageLayout
 from core.stream.split import Cut, cut, fit_prefix, open_fence
+from tests.fuzz.profiles import profile_settings
 
 UNITS = [LengthUnit.UTF16, LengthUnit.CODEPOINTS]
 ANSWER, REASONING, NOTICE = SegmentKind.ANSWER, SegmentKind.REASONING, SegmentKind.NOTICE
@@ -145,7 +146,7 @@ def assert_lossless(text: str, piece: Cut) -> None:
     assert piece.rest[len(piece.reopening) :] == text[piece.consumed :]
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@profile_settings(quick=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents(150), st.integers(40, 600), st.sampled_from(UNITS))
 def test_cut_fits_and_loses_nothing(doc: Doc, room: int, unit: LengthUnit) -> None:
     piece = cut(doc.text, room, unit)
@@ -157,7 +158,7 @@ def test_cut_fits_and_loses_nothing(doc: Doc, room: int, unit: LengthUnit) -> No
         assert 0 < piece.consumed < len(doc.text), "no progress"
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@profile_settings(quick=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents(150), st.integers(40, 600), st.sampled_from(UNITS))
 @example(Doc("🇺🇦🇯🇵" * 40, frozenset(range(1, 160, 2))), 41, LengthUnit.CODEPOINTS)
 @example(Doc("किकि" * 40, frozenset(range(1, 160, 2))), 41, LengthUnit.CODEPOINTS)
@@ -168,7 +169,7 @@ def test_cut_never_splits_a_grapheme(doc: Doc, room: int, unit: LengthUnit) -> N
     piece.head.encode("utf-16-le")
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@profile_settings(quick=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents(150), st.integers(40, 600), st.sampled_from(UNITS))
 def test_cut_closes_and_reopens_an_open_fence(doc: Doc, room: int, unit: LengthUnit) -> None:
     piece = cut(doc.text, room, unit)
@@ -184,7 +185,7 @@ def test_cut_closes_and_reopens_an_open_fence(doc: Doc, room: int, unit: LengthU
     assert open_fence(piece.rest[: len(piece.reopening)]) == opener
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@profile_settings(quick=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents(150), st.integers(40, 600), st.sampled_from(UNITS))
 def test_cut_prefers_paragraph_then_line_then_space(doc: Doc, room: int, unit: LengthUnit) -> None:
     text = doc.text
@@ -323,7 +324,7 @@ def assert_valid(messages: Sequence[Content], limit: int, unit: LengthUnit) -> N
         assert plain(content).strip()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@profile_settings(quick=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents(600), st.integers(60, 700), st.sampled_from(UNITS))
 def test_layout_of_one_answer(doc: Doc, limit: int, unit: LengthUnit) -> None:
     layout = MessageLayout(limit, unit)
@@ -339,7 +340,7 @@ def test_layout_of_one_answer(doc: Doc, limit: int, unit: LengthUnit) -> None:
         assert open_fence(plain(content)) is None, "a code block left open at a rollover"
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@profile_settings(quick=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents(400), st.data(), st.integers(60, 500), st.sampled_from(UNITS))
 def test_layout_is_stable_as_the_answer_grows(
     doc: Doc, data: st.DataObject, limit: int, unit: LengthUnit
@@ -359,7 +360,7 @@ def test_layout_is_stable_as_the_answer_grows(
     assert reassembles(document, layout.messages(document))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@profile_settings(quick=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     documents(150),
     documents(150),

@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 
 import hypothesis.strategies as st
-from hypothesis import assume, example, given, settings
+from hypothesis import assume, example, given
 
 from core.llm.events import ReasoningDelta, TextDelta
 from core.llm.think import ThinkSplitter
+from tests.fuzz.profiles import profile_settings
 
 OPEN, CLOSE = "<think>", "</think>"
 # Pieces that make near-miss tags likely: partial tags, stray brackets, tag letters, and text
@@ -86,7 +87,7 @@ def joined(events: Events) -> tuple[str, str]:
     return reasoning, answer
 
 
-@settings(max_examples=200)
+@profile_settings(quick=200)
 @given(model_outputs, st.lists(st.integers(min_value=0), max_size=30))
 @example("<think>\nplan</think>\n\nanswer", [1, 9, 13, 15, 18, 20])
 @example("x</think>y", list(range(11)))  # one character at a time
@@ -95,7 +96,7 @@ def test_split_is_exact_for_any_chunking(text: str, cuts: list[int]) -> None:
     assert joined(events) == expected(text)
 
 
-@settings(max_examples=150)
+@profile_settings()
 @given(model_outputs, st.lists(st.integers(min_value=0), max_size=30))
 def test_events_are_ordered_and_never_empty(text: str, cuts: list[int]) -> None:
     events = run(chunked(text, cuts))
@@ -104,7 +105,7 @@ def test_events_are_ordered_and_never_empty(text: str, cuts: list[int]) -> None:
     assert kinds == sorted(kinds), "reasoning after the answer started"
 
 
-@settings(max_examples=150)
+@profile_settings()
 @given(leads, pieces, pieces, st.lists(st.integers(min_value=0), max_size=30))
 def test_no_tag_text_leaks(lead: str, thought: str, reply: str, cuts: list[int]) -> None:
     assume(OPEN not in thought + reply and CLOSE not in thought + reply)
@@ -116,7 +117,7 @@ def test_no_tag_text_leaks(lead: str, thought: str, reply: str, cuts: list[int])
     assert answer == reply
 
 
-@settings(max_examples=150)
+@profile_settings()
 @given(model_outputs, st.lists(st.integers(min_value=0), max_size=30))
 def test_nothing_is_held_back_longer_than_a_possible_tag(text: str, cuts: list[int]) -> None:
     splitter = ThinkSplitter()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from bots.telegram.render import CODE, QUOTES, Entity, Rendered, render, sanitize
 from bots.telegram.sink import MAX_MESSAGE_UTF16, payloads
 from core.sink import LengthUnit, Segment, SegmentKind, measure, plain
 from tests.fakes.fake_telegram import check_entities
+from tests.fuzz.profiles import profile_settings
 
 # Any text a model might write: every plane, but no lone surrogates (not valid in JSON/UTF-8).
 any_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=300)
@@ -66,13 +67,13 @@ def assert_valid(rendered: Rendered) -> None:
             assert not (outer.type in QUOTES and inner.type in QUOTES)
 
 
-@settings(max_examples=400, deadline=None)
+@profile_settings(quick=400, deadline=None)
 @given(segments)
 def test_entities_are_always_valid_utf16_spans(content: list[Segment]) -> None:
     assert_valid(render(content))
 
 
-@settings(max_examples=300, deadline=None)
+@profile_settings(quick=300, deadline=None)
 @given(markdown_text)
 def test_markdown_keeps_every_letter_and_digit(source: str) -> None:
     # List renumbering ("1.\n1." → "1. 2.") may change digits; keep list numbers out.
@@ -84,7 +85,7 @@ def test_markdown_keeps_every_letter_and_digit(source: str) -> None:
     assert alnum(rendered.text) == alnum(source)
 
 
-@settings(max_examples=200, deadline=None)
+@profile_settings(quick=200, deadline=None)
 @given(
     st.sampled_from(
         [
@@ -102,7 +103,7 @@ def test_plain_segments_are_shown_verbatim(kind: SegmentKind, text: str) -> None
     assert_valid(rendered)
 
 
-@settings(max_examples=200, deadline=None)
+@profile_settings(quick=200, deadline=None)
 @given(segments)
 def test_segments_are_joined_like_plain(content: list[Segment]) -> None:
     """Segments that render verbatim appear in order, separated like core.sink.plain()."""

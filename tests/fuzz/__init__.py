@@ -1,0 +1,1 @@
+"""Fuzz targets: hypothesis over the product's own splitting, rendering and reasoning split."""

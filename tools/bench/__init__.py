@@ -1,0 +1,1 @@
+"""`make bench`: Parley's benchmarks (see docs/PERFORMANCE.md); run with `python -m tools.bench`."""
