@@ -132,6 +132,17 @@ def _cut_in_fence(text: str, room: int, unit: LengthUnit, fence: str) -> Cut:
         if closing_fits <= len(fence) + reserve:
             return Cut("", text, 0)  # too little room to close the block: start a new message
         index = _best_boundary(text, closing_fits)
+        start = _empty_block_start(text[:index])
+        if start is not None:
+            # The boundary is the end of the block's own opener line (a long info string, or a
+            # first line too long to fit): the head would show an empty block, and a block
+            # reopened at the top of a message would be reopened as it was, for ever. Start the
+            # block in the next message; if it already starts this one, cut its content hard.
+            if text[:start].strip():
+                return Cut(text[:start], text[start:], start)
+            index = _safe_cut(text, closing_fits)
+            if _empty_block_start(text[:index]) is not None:
+                return Cut("", text, 0)  # not even some content fits beside the opener
         fence = open_fence(text[:index]) or ""
         if not fence:
             return Cut(text[:index], text[index:], index)
@@ -142,6 +153,14 @@ def _cut_in_fence(text: str, room: int, unit: LengthUnit, fence: str) -> Cut:
     closing = ("" if head.endswith("\n") else "\n") + fence[: _fence_len(fence)]
     reopening = fence + "\n"
     return Cut(head + closing, reopening + rest, index, closing, reopening)
+
+
+def _empty_block_start(head: str) -> int | None:
+    """Where ``head``'s last line starts if that line opens a code block still empty at the end."""
+    if open_fence(head) is None:
+        return None
+    start = head.rfind("\n", 0, len(head) - 1) + 1
+    return start if open_fence(head[:start]) is None else None
 
 
 def _closing_cost(fence: str) -> int:
