@@ -27,9 +27,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     actions.add_parser("stats", help="users, conversations, turns and tokens per platform")
     for name, what in (("allow", "add to the allowlist"), ("deny", "block")):
         entry = actions.add_parser(name, help=what)
-        entry.add_argument(
-            "entry", help="platform:user_id, platform:chat:ID or slack:team:ID"
-        )
+        entry.add_argument("entry", help="platform:user_id, platform:chat:ID or slack:team:ID")
     actions.add_parser("access", help="show the access mode and lists")
     audit = actions.add_parser("audit", help="who did what, when")
     audit.add_argument("--limit", type=int, default=50)

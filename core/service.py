@@ -552,7 +552,7 @@ class ChatService:
 
 
 def _duration(seconds: int) -> str:
-    """"45 s", "12 min", "3 h 5 min" for telling users when they can continue."""
+    """ "45 s", "12 min", "3 h 5 min" for telling users when they can continue."""
     if seconds < 60:
         return f"{seconds} s"
     minutes = (seconds + 59) // 60

@@ -159,12 +159,27 @@ class TurnCoordinator:
                 if ticks % renew_every == 0:
                     await lock.extend(self._lease, replace_ttl=True)
             except LockError:
-                log.warning("lost the turn lease for %s; stopping the turn", lease.key)
+                if await self._take_back(lock):
+                    log.warning("the turn lease for %s had expired; took it back", lease.key)
+                    continue
+                log.warning("another turn took the lease for %s; stopping this one", lease.key)
                 lease.request_stop("lease lost")
                 return
             except (RedisError, OSError) as exc:
                 raise_if_cancelling(exc)
                 log.warning("cannot renew the turn lease for %s: %s", lease.key, exc)
+
+    async def _take_back(self, lock: Lock) -> bool:
+        """Re-take a lease that expired while Redis was slow, if no other turn has taken it."""
+        token = lock.local.token
+        if token is None:
+            return False
+        try:
+            taken = await self._redis.set(lock.name, token, nx=True, px=int(self._lease * 1000))
+        except (RedisError, OSError) as exc:
+            raise_if_cancelling(exc)
+            return False
+        return bool(taken)
 
     async def _release(self, lock: Lock) -> None:
         """Give the lease back; if it already expired there is nothing to release."""

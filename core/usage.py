@@ -56,9 +56,7 @@ class UsageStats:
         """Today's UTC day number."""
         return str(int(self._now() // _DAY))
 
-    async def record_turn(
-        self, platform: str, user: str, tokens_in: int, tokens_out: int
-    ) -> None:
+    async def record_turn(self, platform: str, user: str, tokens_in: int, tokens_out: int) -> None:
         """Count one answered turn."""
         day = self._day()
         today, total = self._keys.named("usage", day), self._keys.named("usage", "total")

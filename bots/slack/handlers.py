@@ -114,10 +114,9 @@ class SlackHandlers:
                 return
             log.error("cannot reach Redis for a Slack message: %s", exc)
         target = inbound.target()
-        if not inbound.text:
-            if inbound.has_files:
-                self._tasks.spawn(self._note(target, texts.TEXT_ONLY), name="slack note")
-            return
+        if not inbound.text and inbound.has_files:
+            self._tasks.spawn(self._note(target, texts.TEXT_ONLY), name="slack note")
+            return  # an empty text goes on: the core answers it with a hint
         message = IncomingMessage(
             key=inbound.key(self._scope),
             text=inbound.text,

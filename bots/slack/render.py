@@ -17,6 +17,17 @@ _TASK = re.compile(r"^(\s*)- \[([ xX])\] ", re.MULTILINE)
 _LONE_STAR = re.compile(r"(?<=\S )\*(?= )")  # "2 * 3 * 4": arithmetic, not emphasis
 _STAR_HOLD = "\ue000"  # private-use placeholder while the converter runs
 _REASONING_LABEL = "💭"
+# The converter's own link and image rules, `\[(.+?)\]\((.+?)\)` and `!\[.*?\]\((.+?)\)`, take
+# cubic time on a line of unclosed links: "[a](" × 1,000 took 12 s, blocking the event loop on
+# every edit of the message. These match the same links in linear time: link text may hold one
+# level of [brackets] and a URL one level of (parentheses) (Wikipedia-style URLs now work too);
+# neither spans a line.
+_LINK_TEXT = r"(?:[^\[\]\n]|\[[^\[\]\n]*\])+"
+_URL = r"(?:[^()\n]|\([^()\n]*\))+"
+_LINEAR_RULES = {
+    r"\[(.+?)\]\((.+?)\)": re.compile(rf"\[({_LINK_TEXT})\]\(({_URL})\)"),
+    r"!\[.*?\]\((.+?)\)": re.compile(rf"!\[(?:{_LINK_TEXT})?\]\(({_URL})\)"),
+}
 
 
 def escape(text: str) -> str:
@@ -59,9 +70,16 @@ def _release_lone_stars(line: str) -> str:
     return line.replace(_STAR_HOLD, "*")
 
 
+def _linear(rules: list[tuple[re.Pattern[str], str]]) -> list[tuple[re.Pattern[str], str]]:
+    """The converter's rules with the backtracking-prone ones swapped for linear-time ones."""
+    return [(_LINEAR_RULES.get(pattern.pattern, pattern), repl) for pattern, repl in rules]
+
+
 def _new_converter() -> SlackMarkdownConverter:
     """One converter per render: it keeps per-call state (fence tracking, table placeholders)."""
     converter = SlackMarkdownConverter()
+    converter.patterns = _linear(converter.patterns)
+    converter.inline_patterns = _linear(converter.inline_patterns)  # table cells
     converter.register_plugin("image_as_link", _image_as_link, priority=10, timing="before")
     converter.register_plugin("hold_stars", _hold_lone_stars, priority=20, timing="before")
     converter.register_plugin("release_stars", _release_lone_stars, priority=90, timing="after")

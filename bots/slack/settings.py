@@ -51,7 +51,8 @@ class SlackSettings(BaseSettings):
     slack_stream_appends_per_minute: float = Field(100.0, gt=0)
     slack_channel_interval: float = Field(1.0, ge=0)
     # One message holds at most this many characters of the answer; more continues below.
-    slack_message_chars: int = Field(3900, ge=200, le=12000)
+    # Escaping (& → &amp;) can grow a text 5×, and Slack truncates past 40,000 characters.
+    slack_message_chars: int = Field(3900, ge=200, le=8000)
     slack_api_timeout: float = Field(10.0, gt=0)
 
     @field_validator("slack_app_token", "slack_signing_secret", mode="before")

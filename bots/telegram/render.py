@@ -32,6 +32,9 @@ _RANK = {"blockquote": 0, "expandable_blockquote": 0, "pre": 1, "text_link": 2, 
 _LT_STANDINS = ("\ue000", "\ue001", "\ue002", "\uf8ff")
 
 _CONFIG = RenderConfig.isolated()  # never the library's process-global config
+# The library marks an open task "☑" (a ticked box) and a done one "✅": an open box for open
+# tasks, as Slack shows them too.
+_CONFIG.markdown_symbol.task_uncompleted = "\N{BALLOT BOX}"  # ☐
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,8 @@ def markdown(source: str) -> Rendered:
         return Rendered(source.strip())
     if standin:
         text = text.replace(standin, "<")
+    if not text.strip():  # markup only ("```\n```", a run of backticks): show it as written,
+        return Rendered(source.strip())  # not an empty message Telegram refuses
     entities = tuple(
         Entity(e.type, e.offset, e.length, url=e.url, language=e.language)
         for e in raw

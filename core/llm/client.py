@@ -23,6 +23,7 @@ from core.llm.events import (
     TextDelta,
     Usage,
 )
+from core.llm.sse import data_payloads
 from core.llm.think import ThinkSplitter
 
 log = logging.getLogger(__name__)
@@ -108,20 +109,19 @@ class OpenAICompatibleClient:
         if self._info is not None and not refresh:
             return self._info
         try:
-            page = await self._openai.models.list()
+            listing = await self._openai.get("/models", cast_to=object)
         except openai.OpenAIError as exc:
             raise _translate(exc) from exc
-        served = list(page.data)
+        served = _served_models(listing)
         if not served:
             raise ModelNotFound("the model server serves no model")
-        wanted = self._model or served[0].id
-        chosen = next((m for m in served if m.id == wanted), None)
+        wanted = self._model or served[0]["id"]
+        chosen = next((m for m in served if m["id"] == wanted), None)
         if chosen is None:
-            names = ", ".join(m.id for m in served)
+            names = ", ".join(m["id"] for m in served)
             raise ModelNotFound(f"model {self._model!r} is not served (the server has: {names})")
-        extra = chosen.model_extra or {}
-        max_len = extra.get("max_model_len")
-        self._info = ModelInfo(chosen.id, int(max_len) if isinstance(max_len, int) else None)
+        max_len = chosen.get("max_model_len")
+        self._info = ModelInfo(chosen["id"], int(max_len) if isinstance(max_len, int) else None)
         return self._info
 
     async def tokenize(self, messages: Sequence[ChatMessage]) -> int:
@@ -155,15 +155,15 @@ class OpenAICompatibleClient:
             async with self._openai.chat.completions.with_streaming_response.create(
                 **body
             ) as response:
-                async for event in self._events(response.iter_lines()):
+                async for event in self._events(data_payloads(response.iter_bytes())):
                     yield event
         except openai.OpenAIError as exc:
             raise _translate(exc) from exc
         except httpx2.HTTPError as exc:
             raise LLMUnavailable(f"the model stream broke: {exc!r}") from exc
 
-    async def _events(self, lines: AsyncIterator[str]) -> AsyncIterator[StreamEvent]:
-        """Parse SSE lines into events, enforcing first-token and idle timeouts.
+    async def _events(self, payloads: AsyncIterator[bytes]) -> AsyncIterator[StreamEvent]:
+        """Parse SSE data payloads into events, enforcing first-token and idle timeouts.
 
         This is the bot's per-token loop. The idle deadline is moved only when a token would
         otherwise be closer to it than ``idle``, and then ``slack`` further, so the timer is
@@ -180,13 +180,10 @@ class OpenAICompatibleClient:
         usage: Usage | None = None
         try:
             async with asyncio.timeout(self._timeouts.first_token) as deadline:
-                async for line in lines:
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
+                async for payload in payloads:
+                    if payload == b"[DONE]":
                         break
-                    chunk = orjson.loads(payload)
+                    chunk = _chunk(payload)
                     if chunk.get("usage"):
                         raw = chunk["usage"]
                         usage = Usage(
@@ -226,6 +223,30 @@ class OpenAICompatibleClient:
         if finish_reason is None:
             raise LLMUnavailable("the model server ended the stream before finishing")
         yield Finished(finish_reason, usage)
+
+
+def _served_models(listing: object) -> list[dict[str, Any]]:
+    """The models of a /models answer; anything else is not an OpenAI-compatible server."""
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("id"), str) for m in data
+    ):
+        raise LLMError(
+            "the model server's /models answered in an unexpected shape: is the base URL an "
+            "OpenAI-compatible server (ending in /v1)?"
+        )
+    return data
+
+
+def _chunk(payload: bytes) -> dict[str, Any]:
+    """One decoded stream chunk; a garbled one is the server's failure, not a crash."""
+    try:
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise LLMError("the model server sent a malformed stream chunk") from None
+    if not isinstance(chunk, dict):
+        raise LLMError("the model server sent a stream chunk of an unexpected shape")
+    return chunk
 
 
 def _message_json(message: ChatMessage) -> dict[str, str]:

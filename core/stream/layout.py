@@ -25,6 +25,11 @@ class MessageLayout:
 
     The document may only grow at its end (and its last segments may be replaced while they
     are still in the unfrozen tail): that is how a reply streams.
+
+    The messages hold the document exactly, with two exceptions: a code block open at a cut is
+    closed and reopened (``Cut.closing``/``Cut.reopening``), and a run of blank space that would
+    start a message with nothing but blank space is left out (platforms refuse blank messages
+    and trim a message's leading blank space anyway).
     """
 
     def __init__(self, max_length: int, unit: LengthUnit) -> None:
@@ -45,7 +50,8 @@ class MessageLayout:
             placed, overflow = self._pack(tail)
             if overflow is None:
                 return [*self._frozen, placed] if placed else list(self._frozen)
-            self._frozen.append(placed)
+            if placed:  # nothing is placed when blank space was skipped
+                self._frozen.append(placed)
             self._cursor = overflow
 
     def _tail(self, document: Sequence[Segment]) -> list[Segment]:
@@ -73,8 +79,11 @@ class MessageLayout:
             piece = cut(segment.text, room, self._unit)
             if placed and not _tidy(piece, segment.text):
                 return tuple(placed), self._advance(index, 0, "")
-            if not piece.head.strip():  # an empty message cannot be sent: force a hard cut
-                piece = _forced_cut(segment.text, self._limit, self._unit)
+            if not piece.head.strip():  # an empty message cannot be sent
+                blank = len(segment.text) - len(segment.text.lstrip())
+                if blank:  # a message of only blank space would be refused (and shows nothing)
+                    return (), self._advance(index, blank, "")
+                piece = _forced_cut(segment.text, self._limit, self._unit)  # a hard cut
             placed.append(Segment(segment.kind, piece.head))
             return tuple(placed), self._advance(index, piece.consumed, piece.reopening)
         return tuple(placed), None

@@ -154,6 +154,9 @@ class ReplyStream:
                 await self._ticker
         self._changed.set()
         if self._writer is None or self._writer.done():
+            dead = self._writer
+            if dead is not None and not dead.cancelled() and (error := dead.exception()):
+                log.error("the reply writer had stopped", exc_info=error)
             self._writer = asyncio.create_task(self._write_loop(), name="reply writer")
         await self._writer
         return list(self._shown)
@@ -190,7 +193,7 @@ class ReplyStream:
         return segments
 
     def _status_text(self) -> str:
-        """"Thinking… 12 s", counted from the start of the reply."""
+        """ "Thinking… 12 s", counted from the start of the reply."""
         seconds = int(self._clock.now() - self._started_at)
         if seconds < 1:
             return self._texts.thinking_start
@@ -265,6 +268,11 @@ class ReplyStream:
                 log.warning("writing a reply failed: %s", exc)
                 self.stats.failures += 1
                 failures += 1
+            except Exception:  # a defect (a renderer, a sink): the reply goes on without it
+                log.exception("writing a reply message failed unexpectedly")
+                self._mark_shown(index, content)  # never retry what cannot be written
+                self._finalized[index] = True
+                self.stats.failures += 1
             if self._closing and failures >= self._final_attempts:
                 log.error("giving up on the final text after %d failed attempts", failures)
                 return

@@ -96,6 +96,9 @@ PIECES = [
     "مرحبا بالعالم",
     "कि",
     "w" * 120,
+    " " * 90,
+    "\n" * 40,
+    "\n```" + "info" * 12 + "\n",  # an opener line with a long info string
     "https://example.com/" + "x" * 80,
 ]
 
@@ -110,7 +113,8 @@ def model_text(max_pieces: int = 60, max_repeat: int = 1) -> st.SearchStrategy[s
     hypothesis having to choose every character one by one.
     """
     piece = st.sampled_from(PIECES) | st.text(any_char, min_size=1, max_size=8)
-    stretch = st.lists(piece, max_size=max_pieces).map("".join)
+    sizes = st.integers(0, max_pieces)  # spread lengths out: bare lists stay short
+    stretch = sizes.flatmap(lambda n: st.lists(piece, min_size=n, max_size=n)).map("".join)
     if max_repeat <= 1:
         return stretch
     return st.builds(lambda body, times, tail: body * times + tail,
@@ -149,6 +153,8 @@ BOMBS: dict[str, Callable[[int], str]] = {
     "angles": lambda n: "<" * n + ">" * n,
     "ampersands": lambda n: "&" * n,
     "mixed": lambda n: "*_`~[](<>&|#" * n,
+    "blank run": lambda n: "a" + " " * n + "\n" * n + "b",
+    "long info string": lambda n: "```" + "x" * n + "\n" + "y" * (2 * n),
 }
 
 

@@ -4,6 +4,8 @@ pytest-timeout's alarm fires once per test; inside a hypothesis test that only f
 being run, and shrinking then replays the hanging input with no alarm left, for ever. This alarm
 is re-armed for every example, so a slow input fails fast, shrinks in bounded time and is
 reported like any other counterexample. pytest-timeout's own alarm is put back afterwards.
+(Python runs the handler between bytecodes: a single slow regex call is reported when it
+returns, not interrupted.)
 """
 
 from __future__ import annotations
@@ -15,9 +17,18 @@ import time
 from collections.abc import Iterator
 from types import FrameType
 
+from _pytest.outcomes import Failed
 
-class TooSlow(AssertionError):
-    """The product took longer than the example's time limit."""
+
+class TooSlow(Failed):
+    """The product took longer than the example's time limit.
+
+    A test failure like pytest's own (a BaseException): product code that catches Exception to
+    fall back gracefully (the Markdown converters do) must not swallow it.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, pytrace=True)
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from core.errors import ContextTooLong, LLMOverloaded, LLMUnavailable, ModelNotFound
+from core.errors import ContextTooLong, LLMError, LLMOverloaded, LLMUnavailable, ModelNotFound
 from core.llm.client import OpenAICompatibleClient, Timeouts
 from core.llm.events import (
     ChatMessage,
@@ -34,9 +34,7 @@ def client_for(
     )
 
 
-async def collect(
-    client: OpenAICompatibleClient, messages: list[ChatMessage]
-) -> list[StreamEvent]:
+async def collect(client: OpenAICompatibleClient, messages: list[ChatMessage]) -> list[StreamEvent]:
     """All events of one stream."""
     return [e async for e in client.stream(messages, SamplingParams(max_tokens=256))]
 
@@ -195,3 +193,60 @@ async def test_local_token_count_equals_the_servers(fake_vllm: FakeVLLM) -> None
         assert await client.tokenize(conversation) == local
     finally:
         await client.close()
+
+
+class RawServer:
+    """An HTTP server answering every path from a fixed table: a server that is not vLLM."""
+
+    def __init__(self, answers: dict[str, tuple[str, bytes]]) -> None:
+        self._answers = answers
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v1"
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        path = (await reader.readline()).split()[1].decode()
+        while (await reader.readline()).strip():
+            pass  # the rest of the head; bodies are never needed
+        kind, body = self._answers[path]
+        writer.write(
+            f"HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\nconnection: close\r\n\r\n".encode() + body
+        )
+        await writer.drain()
+        writer.close()
+
+
+MODELS = ("application/json", b'{"object": "list", "data": [{"id": "m", "object": "model"}]}')
+
+
+@pytest.mark.parametrize("garbage", [b"data: {not json\n\n", b"data: [1, 2]\n\n"])
+async def test_a_garbled_stream_is_a_model_error_not_a_crash(garbage: bytes) -> None:
+    answers = {"/v1/models": MODELS, "/v1/chat/completions": ("text/event-stream", garbage)}
+    async with RawServer(answers) as base_url:
+        client = OpenAICompatibleClient(base_url, "EMPTY", retries=0)
+        try:
+            with pytest.raises(LLMError, match="stream chunk"):
+                await collect(client, HELLO)
+        finally:
+            await client.close()
+
+
+@pytest.mark.parametrize(
+    "listing",
+    [("text/html", b"<html>Welcome to nginx!</html>"), ("application/json", b'{"data": 3}')],
+)
+async def test_a_base_url_that_is_not_a_model_server_is_named(listing: tuple[str, bytes]) -> None:
+    async with RawServer({"/v1/models": listing}) as base_url:
+        client = OpenAICompatibleClient(base_url, "EMPTY", retries=0)
+        try:
+            with pytest.raises(LLMError, match="OpenAI-compatible"):
+                await collect(client, HELLO)
+        finally:
+            await client.close()

@@ -65,9 +65,7 @@ async def runtime_for(redis_server: RedisServer, redis_client: Any) -> RuntimeFa
 async def test_allowlist_refuses_politely_once_and_admins_manage_it(
     fake_vllm: FakeVLLM, runtime_for: RuntimeFactory
 ) -> None:
-    async with runtime_for(
-        fake_vllm, access=AccessMode.ALLOWLIST, admin_ids="telegram:boss"
-    ) as rt:
+    async with runtime_for(fake_vllm, access=AccessMode.ALLOWLIST, admin_ids="telegram:boss") as rt:
         first, second = sink(), sink()
         assert (await rt.service.handle(msg("stranger"), first)).outcome is Outcome.REFUSED
         assert (await rt.service.handle(msg("stranger"), second)).outcome is Outcome.REFUSED

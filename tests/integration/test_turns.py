@@ -131,3 +131,33 @@ async def test_only_the_owner_releases(replicas: tuple[TurnCoordinator, ...]) ->
         await first._redis.set(name, "someone-else", px=5000)  # lease lost and taken over
     assert await first._redis.get(name) == b"someone-else"
     assert await second.busy(KEY)
+
+
+async def test_a_lease_that_expired_unclaimed_is_taken_back(
+    replicas: tuple[TurnCoordinator, ...],
+) -> None:
+    first, second = replicas
+    name = KeySpace().lock(KEY)
+    async with first.turn(KEY) as lease:
+        await first._redis.delete(name)  # expired while Redis was too slow to renew it
+        for _ in range(100):
+            if await first._redis.exists(name):
+                break
+            await asyncio.sleep(0.05)
+        assert await second.busy(KEY)  # held again, by the same turn
+        assert not lease.stop.is_set()
+    assert not await second.busy(KEY)
+
+
+async def test_a_lease_taken_by_another_turn_stops_this_one(
+    replicas: tuple[TurnCoordinator, ...],
+) -> None:
+    first, _ = replicas
+    name = KeySpace().lock(KEY)
+    async with first.turn(KEY) as lease:
+        await first._redis.set(name, "another-turn", px=5000)
+        for _ in range(100):
+            if lease.stop.is_set():
+                break
+            await asyncio.sleep(0.05)
+        assert lease.reason == "lease lost"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from core.clock import Clock, LoopClock
-from core.errors import MessageGone, MessageRejected, PlatformError, RateLimited
+from core.errors import MessageGone, MessageRejected, RateLimited
 from core.pacing import IntervalPacer
 from core.sink import Content, MessageRef, SinkLimits, measure, plain
 
@@ -63,7 +63,7 @@ class RecordingSink:
     shown: dict[MessageRef, Content] = field(default_factory=dict)  # what each message shows
     violations: list[str] = field(default_factory=list)
     _pacer: IntervalPacer | None = None
-    _faults: list[Callable[[], PlatformError]] = field(default_factory=list)
+    _faults: list[Callable[[], Exception]] = field(default_factory=list)
     _gone: set[MessageRef] = field(default_factory=set)
     _last_write: float | None = None
     _blocked_until: float = float("-inf")
@@ -112,8 +112,8 @@ class RecordingSink:
         """The next ``calls`` sends/edits answer 429 with ``retry_after``."""
         self._faults.extend(lambda: RateLimited(retry_after) for _ in range(calls))
 
-    def fail_next(self, calls: int, error: Callable[[], PlatformError]) -> None:
-        """The next ``calls`` sends/edits raise ``error()``."""
+    def fail_next(self, calls: int, error: Callable[[], Exception]) -> None:
+        """The next ``calls`` sends/edits raise ``error()`` (a non-PlatformError is a defect)."""
         self._faults.extend(error for _ in range(calls))
 
     def delete(self, ref: MessageRef) -> None:
@@ -179,7 +179,7 @@ class RecordingSink:
 _LANDED = (Outcome.OK, Outcome.NOOP)
 
 
-def _outcome_of(error: PlatformError) -> Outcome:
+def _outcome_of(error: Exception) -> Outcome:
     """The log's name for an injected error."""
     if isinstance(error, RateLimited):
         return Outcome.RATE_LIMITED

@@ -181,6 +181,23 @@ async def test_a_rejected_message_is_not_retried_forever() -> None:
     assert reply.stats.failures == 1
 
 
+async def test_a_defect_in_one_write_is_logged_and_the_reply_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = RecordingSink(TELEGRAM)
+    reply = ReplyStream(sink, show_reasoning=ShowReasoning.OFF)
+    await reply.start()
+    sink.fail_next(1, lambda: ValueError("a renderer bug"))
+    reply.add_answer("first")
+    await asyncio.sleep(3)
+    reply.add_answer(" and second")
+    await reply.finish()
+    assert sink.texts() == ["first and second"]
+    assert reply.stats.failures == 1
+    (record,) = [r for r in caplog.records if r.exc_info]
+    assert "unexpectedly" in record.getMessage()
+
+
 # -- 429 -----------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,76 @@
+"""Slack rendering of any reply state: within Slack's 40,000 characters, quickly, never blank.
+
+Replies are laid out by the product's MessageLayout under ``slack_limits(SLACK_MESSAGE_CHARS)``
+and cut off at any point of their stream. Each message's mrkdwn and its plain-text fallback (what
+the sink sends) must fit the text limit the fake Slack enforces, and rendering must stay fast:
+it runs on the event loop for every edit of a message.
+"""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, example, given, target
+
+from bots.slack.render import render
+from bots.slack.replies import slack_limits
+from core.sink import Content, LengthUnit, Segment, SegmentKind, measure, plain
+from core.stream.layout import MessageLayout
+from tests.fakes.fake_slack import TEXT_LIMIT
+from tests.fuzz.profiles import profile_settings
+from tests.fuzz.strategies import bomb, chunked, cut_points, model_text
+from tests.fuzz.watchdog import time_limit
+
+RENDER_SECONDS = 5.0  # a render takes milliseconds; the old link rule took 12 s on a bomb
+# Rendering grows text at most 5× ("&" → "&amp;"), so 8,000 characters per message still fit
+# Slack's 40,000: the most SLACK_MESSAGE_CHARS allows.
+SAFE_MESSAGE_CHARS = TEXT_LIMIT // 5
+
+texts = model_text(max_pieces=80, max_repeat=50) | bomb(9_000)
+kinds = st.sampled_from(
+    [SegmentKind.REASONING, SegmentKind.REASONING_COLLAPSED, SegmentKind.NOTICE]
+)
+
+
+def assert_slack_accepts(content: Content) -> float:
+    """Both texts the sink may send fit Slack; returns how much rendering grew the message."""
+    with time_limit(RENDER_SECONDS, "rendering one Slack message"):
+        rendered = render(content)
+    assert len(rendered.text) <= TEXT_LIMIT, len(rendered.text)
+    assert len(rendered.plain) <= TEXT_LIMIT, len(rendered.plain)
+    assert rendered.text.strip() or rendered.plain.strip(), "nothing to show"
+    return max(len(rendered.text), len(rendered.plain)) / max(1, len(plain(content)))
+
+
+@profile_settings(quick=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts,
+    cut_points,
+    st.lists(st.tuples(kinds, model_text(20)), max_size=2),
+    st.integers(200, SAFE_MESSAGE_CHARS) | st.just(3_900),
+)
+@example("[a](" * 2_000, [], [], 3_900)
+@example("![a](" * 1_600, [], [], 3_900)
+@example("&" * 9_000, [], [(SegmentKind.REASONING, "<&>\n" * 50)], SAFE_MESSAGE_CHARS)
+def test_every_reply_state_renders_within_slacks_limit(
+    answer: str, cuts: list[int], extra: list[tuple[SegmentKind, str]], message_chars: int
+) -> None:
+    limits = slack_limits(message_chars)
+    layout = MessageLayout(limits.max_length, limits.unit)
+    growth = 0.0
+    streamed = ""
+    for chunk in chunked(answer, cuts):
+        streamed += chunk
+        document = [Segment(SegmentKind.ANSWER, streamed.strip())]
+        document += [Segment(kind, text.strip()) for kind, text in extra]
+        for content in layout.messages(document):
+            assert measure(plain(content), LengthUnit.CODEPOINTS) <= limits.max_length
+            growth = max(growth, assert_slack_accepts(content))
+    target(growth)
+
+
+def test_the_largest_allowed_message_fits_slack() -> None:
+    limits = slack_limits(8_000)
+    (content,) = MessageLayout(limits.max_length, limits.unit).messages(
+        [Segment(SegmentKind.ANSWER, "&" * 8_000)]
+    )
+    assert_slack_accepts(content)

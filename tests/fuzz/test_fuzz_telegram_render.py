@@ -1,0 +1,84 @@
+"""Telegram rendering of any reply state: valid entities, UTF-16 offsets, within 4,096 units.
+
+The reply is laid out by the product's MessageLayout under Telegram's declared limit (4,000
+UTF-16 units) and cut off at any point of its stream, so half-written Markdown is rendered too.
+Each message goes through ``payloads``: exactly what the sink sends (the formatted text with its
+entities, then the plain-text fallback). Every option must pass the fake Bot API's checks
+(Telegram's documented entity rules) and fit Telegram's 4,096 UTF-16 units.
+"""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, event, example, given, target
+
+from bots.telegram.render import render, render_segment
+from bots.telegram.sink import MAX_MESSAGE_UTF16, payloads, telegram_limits
+from core.sink import Content, LengthUnit, Segment, SegmentKind, measure, plain
+from core.stream.layout import MessageLayout
+from tests.fakes.fake_telegram import check_entities
+from tests.fuzz.profiles import profile_settings
+from tests.fuzz.strategies import bomb, chunked, cut_points, model_text
+from tests.fuzz.watchdog import time_limit
+
+LIMITS = telegram_limits(1.0)
+RENDER_SECONDS = 5.0  # every edit renders the message again: far below this in practice
+
+texts = model_text(max_pieces=80, max_repeat=50) | bomb(8_000)
+kinds = st.sampled_from(
+    [SegmentKind.REASONING, SegmentKind.REASONING_COLLAPSED, SegmentKind.NOTICE]
+)
+
+
+def assert_telegram_accepts(content: Content) -> None:
+    """Every payload the sink may send is one Telegram takes, as the fake Bot API checks it."""
+    options = payloads(content)
+    assert options, "nothing to send"
+    for text, entities in options:
+        assert text.strip(), "a blank message"
+        assert measure(text, LengthUnit.UTF16) <= MAX_MESSAGE_UTF16
+        check_entities(text, [entity.to_dict() for entity in entities])
+    for segment in content:  # no segment vanishes from the formatted text
+        assert render_segment(segment).text.strip() or not segment.text.strip(), segment
+    rendered = render(content)
+    for entity in rendered.entities:
+        assert 0 <= entity.offset < entity.end <= rendered.length
+    formatted = rendered.text.strip() and rendered.length <= MAX_MESSAGE_UTF16
+    event("formatted" if formatted else "plain-text fallback")
+    if formatted:
+        assert options[0][0] == rendered.text, "a renderable message lost its formatting"
+
+
+@profile_settings(quick=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts, cut_points, st.lists(st.tuples(kinds, model_text(20)), max_size=2))
+@example("[a](" * 1_000, [], [])
+@example("`" * 4_000, [], [])
+@example("\n\n".join(["***"] * 800), [], [])
+@example("*" * 5_000 + "😀" * 10, [17, 4_999], [])
+# Found by this target: markup that renders to nothing became a blank formatted payload, and
+# beside a notice the answer vanished from the formatted message.
+@example("```\n````\n`````", [], [])
+@example("`" * 50, [], [(SegmentKind.NOTICE, "⏹ Stopped.")])
+def test_every_reply_state_renders_to_what_telegram_accepts(
+    answer: str, cuts: list[int], extra: list[tuple[SegmentKind, str]]
+) -> None:
+    layout = MessageLayout(LIMITS.max_length, LIMITS.unit)
+    growth = 0.0  # how much rendering grew a message: hypothesis looks for the most
+    streamed = ""
+    for chunk in chunked(answer, cuts):
+        streamed += chunk
+        document = [Segment(SegmentKind.ANSWER, streamed.strip())]
+        document += [Segment(kind, text.strip()) for kind, text in extra]
+        for content in layout.messages(document):
+            assert measure(plain(content), LengthUnit.UTF16) <= LIMITS.max_length
+            with time_limit(RENDER_SECONDS, "rendering one Telegram message"):
+                assert_telegram_accepts(content)
+            size = max(1, measure(plain(content), LengthUnit.UTF16))
+            growth = max(growth, render(content).length / size)
+    target(growth)
+
+
+def test_open_tasks_show_an_open_box() -> None:
+    """Seen while fuzzing: the converter showed an open task as "☑", a ticked box."""
+    content = (Segment(SegmentKind.ANSWER, "- [ ] todo\n- [x] done"),)
+    assert render(content).text.splitlines() == ["☐ todo", "✅ done"]
