@@ -1,0 +1,1 @@
+"""Chaos suite: Parley under model crashes, Redis restarts, 429 storms and duplicates."""

@@ -1,0 +1,1 @@
+"""Chaos through the Telegram adapter."""
