@@ -12,29 +12,41 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from core.pacing import RedisPacer
+from core.pacing import RedisPacer, RedisWindowPacer
 from core.sink import Pacer
 from core.store.keys import KeySpace
 
+# Seconds added to the bot-wide window: a write admitted by it still goes through rendering,
+# the HTTP stack and the network, and arrives a varying moment later; Telegram's own window
+# counts arrivals. Costs about 9 % of the bot-wide rate at 30/s.
+BOT_WINDOW_MARGIN = 0.1
+
 PacerFactory = Callable[[str, float], Pacer]
+WindowFactory = Callable[[str, int, float], Pacer]  # key, writes, per seconds
 
 
 class ChatPacer:
     """The bot-wide budget, then the chat's; a 429 holds back only the chat it was about.
 
-    The chat's slot is taken last, right before the request leaves: waiting for the bot-wide
-    slot after it would delay the write past its slot and squeeze the chat's next interval.
+    The bot's slot queues the writers, the chat's slot spaces the chat's writes, and the
+    bot-wide window, taken last, right before the request leaves, counts what was really sent:
+    slots that fell due during a stall would otherwise all fire at once.
     """
 
-    def __init__(self, chat: Pacer, bot: Pacer | None = None) -> None:
+    def __init__(
+        self, chat: Pacer, bot: Pacer | None = None, bot_window: Pacer | None = None
+    ) -> None:
         self._chat = chat
         self._bot = bot
+        self._bot_window = bot_window
 
     async def acquire(self) -> None:
-        """Wait for the bot's slot, then for the chat's."""
+        """Wait for the bot's slot, the chat's, then room in the bot's window."""
         if self._bot is not None:
             await self._bot.acquire()
         await self._chat.acquire()
+        if self._bot_window is not None:
+            await self._bot_window.acquire()
 
     def penalize(self, retry_after: float) -> None:
         """Telegram's retry_after applies to the chat that got the 429, on every replica."""
@@ -48,6 +60,7 @@ class Pacers:
         self,
         make: PacerFactory,
         *,
+        window: WindowFactory | None = None,
         keys: KeySpace,
         bot_id: int | str,
         chat_interval: float = 1.0,
@@ -55,6 +68,7 @@ class Pacers:
         bot_per_second: float = 30.0,
     ) -> None:
         self._make = make
+        self._window = window
         self._keys = keys
         self._bot_id = str(bot_id)
         self.chat_interval = chat_interval
@@ -75,6 +89,7 @@ class Pacers:
         """The production budgets: RedisPacer slots every replica shares."""
         return cls(
             lambda key, interval: RedisPacer(redis, key, interval),
+            window=lambda key, limit, seconds: RedisWindowPacer(redis, key, limit, seconds),
             keys=keys,
             bot_id=bot_id,
             chat_interval=chat_interval,
@@ -92,9 +107,17 @@ class Pacers:
             self._keys.named("telegram", "pace", self._bot_id, str(chat_id)),
             self.interval(private=private),
         )
-        bot = None
+        bot = window = None
         if self._bot_interval:
             bot = self._make(
                 self._keys.named("telegram", "pace", self._bot_id, "bot"), self._bot_interval
             )
-        return ChatPacer(chat, bot)
+        if self._bot_interval and self._window is not None:
+            per_second = 1.0 / self._bot_interval
+            writes = max(1, int(per_second))
+            window = self._window(
+                self._keys.named("telegram", "pace", self._bot_id, "sent"),
+                writes,
+                writes / per_second + BOT_WINDOW_MARGIN,
+            )
+        return ChatPacer(chat, bot, window)

@@ -31,7 +31,7 @@ from bots.telegram.app import PHRASES
 from bots.telegram.pacing import Pacers
 from bots.telegram.sink import EditSink, ReplyTarget, telegram_limits
 from core.conversation import ConversationKey, IncomingMessage
-from core.pacing import RedisPacer
+from core.pacing import RedisPacer, RedisWindowPacer
 from core.service import TurnResult
 from core.settings import CoreSettings
 from core.sink import Pacer
@@ -165,6 +165,9 @@ async def running_bot(
         clock = SlotClock()
         pacers = Pacers(
             lambda key, interval: RedisPacer(runtime.redis, key, interval, clock),
+            window=lambda key, limit, seconds: RedisWindowPacer(
+                runtime.redis, key, limit, seconds, clock
+            ),
             keys=runtime.keys,
             bot_id=TOKEN.split(":", 1)[0],
             chat_interval=pacing.chat_interval,

@@ -13,6 +13,7 @@ class BenchConfig:
     chat_interval: float = 1.0  # Telegram: one write per second per chat
     rule_scale: float = 1.0  # shrinks the fake's flood windows along with chat_interval
     token_interval: float = 0.05  # 20 tokens/s per stream, a busy vLLM's per-stream rate
+    tokens_per_chunk: int = 4  # vLLM's --stream-interval, as deploy/ serves it
 
     # 1. overhead to the first visible answer token
     ttft_runs: int = 30

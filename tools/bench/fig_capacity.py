@@ -76,6 +76,7 @@ async def run(env: Env, cfg: BenchConfig) -> Figure:
             rules="per_chat",
             rtt=cfg.rtt,
             rule_scale=cfg.rule_scale,
+            tokens_per_chunk=cfg.tokens_per_chunk,
         )
         summary = level_summary(await run_load(env, load), load, cfg)
         levels.append(summary)

@@ -2,15 +2,17 @@
 
 ``time.process_time`` of the bot process over a run of ``cpu_streams`` conversations (the
 model server, fake Bot API and Redis are other processes), divided by the tokens the model
-server streamed. Everything the bot does is in it: per-token parsing, edits (rendering, Bot
-API requests, Redis pacing), turn set-up and saving. The details add the per-token path alone:
-the same streams read by ``OpenAICompatibleClient`` into a ``ReplyStream`` that never writes,
-once with one token per SSE chunk (vLLM's default) and once with ten (``--stream-interval 10``).
+server streamed, ``tokens_per_chunk`` to an SSE chunk as deploy/ serves them (and once more
+with one, vLLM's default). Everything the bot does is in it: per-token parsing, edits
+(rendering, Bot API requests, Redis pacing), turn set-up and saving. The details add the
+per-token path alone: the same streams read by ``OpenAICompatibleClient`` into a
+``ReplyStream`` that never writes, with one, four and ten tokens per SSE chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from core.llm.client import OpenAICompatibleClient
@@ -70,12 +72,18 @@ async def run(env: Env, cfg: BenchConfig) -> Figure:
         rules="per_chat",
         rtt=cfg.rtt,
         rule_scale=cfg.rule_scale,
+        tokens_per_chunk=cfg.tokens_per_chunk,
     )
     result = await run_load(env, load)
     per_token = result.bot_cpu_seconds / result.tokens * 1e6 if result.tokens else float("nan")
     writes = result.platform["writes"]
+    unbatched = await run_load(env, dataclasses.replace(load, tokens_per_chunk=1))
+    per_token_unbatched = (
+        unbatched.bot_cpu_seconds / unbatched.tokens * 1e6 if unbatched.tokens else float("nan")
+    )
     answer_tokens = max(2, round(cfg.cpu_stream_seconds / 2 / cfg.token_interval))
     path = await token_path_cpu(env, cfg.cpu_streams, answer_tokens, cfg.token_interval)
+    by_four = await token_path_cpu(env, cfg.cpu_streams, answer_tokens, cfg.token_interval, 4)
     batched = await token_path_cpu(env, cfg.cpu_streams, answer_tokens, cfg.token_interval, 10)
     return Figure(
         3,
@@ -94,7 +102,10 @@ async def run(env: Env, cfg: BenchConfig) -> Figure:
             "tokens_per_write": result.tokens / writes if writes else None,
             "outcomes": dict(result.outcomes),
             "token_path_only_us": path,
+            "token_path_only_us_4_tokens_per_chunk": by_four,
             "token_path_only_us_10_tokens_per_chunk": batched,
             "token_interval_s": cfg.token_interval,
+            "tokens_per_chunk": cfg.tokens_per_chunk,
+            "whole_bot_us_1_token_per_chunk": per_token_unbatched,
         },
     )

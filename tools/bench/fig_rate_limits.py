@@ -32,6 +32,7 @@ async def run(env: Env, cfg: BenchConfig) -> Figure:
         rules="telegram",
         rtt=cfg.rtt,
         rule_scale=scale,
+        tokens_per_chunk=cfg.tokens_per_chunk,
     )
     result = await run_load(env, load)
     stats = result.platform
@@ -49,6 +50,7 @@ async def run(env: Env, cfg: BenchConfig) -> Figure:
             "calls": stats["calls"],
             "refusals": stats["refusals"],
             "429_by_rule": stats["flood_by_rule"],
+            "tokens_per_chunk": cfg.tokens_per_chunk,
             "outcomes": dict(result.outcomes),
             "wall_seconds": result.wall_seconds,
             "bot_waiting_for_cpu_share": result.bot_wait_seconds / result.wall_seconds,

@@ -35,6 +35,7 @@ class Load:
     rule_scale: float = 1.0
     groups: int = 0  # how many of the conversations are in supergroups
     first_token_delay: float = 0.2
+    tokens_per_chunk: int = 1  # vLLM's --stream-interval
 
 
 @dataclass
@@ -77,6 +78,7 @@ async def run_load(env: Env, load: Load) -> LoadRun:
         token_interval=load.token_interval,
         reasoning_tokens=REASONING_TOKENS,
         answer_tokens=answer_tokens,
+        tokens_per_chunk=load.tokens_per_chunk,
     )
     await env.configure_platform(rtt=load.rtt, rules=load.rules, scale=load.rule_scale)
     private, groups = chat_ids(load)
