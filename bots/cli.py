@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bots import admin_cli
+from bots.gc_tuning import tune_for_serving
 from bots.logs import setup_logging
 from bots.ops import ops_listener
 from bots.runtime import Runtime, open_runtime
@@ -80,6 +81,7 @@ def _run_platform(name: str, settings: CoreSettings) -> int:
     setup_logging([*_secrets(settings), *module.secret_values(adapter_settings)])
 
     async def body(runtime: Runtime) -> int:
+        tune_for_serving()  # everything is imported and wired by now
         async with ops_listener(runtime, settings.metrics_listen):
             await module.run(runtime, adapter_settings)
         return 0

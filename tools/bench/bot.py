@@ -26,6 +26,7 @@ from telegram import Bot
 from telegram._utils.types import ODVInput
 from telegram.request import BaseRequest, HTTPXRequest, RequestData
 
+from bots.gc_tuning import tune_for_serving
 from bots.runtime import Runtime, open_runtime
 from bots.telegram.app import PHRASES
 from bots.telegram.pacing import Pacers
@@ -175,4 +176,5 @@ async def running_bot(
             bot_per_second=pacing.bot_per_second,
         )
         async with bot:
+            tune_for_serving()  # as `parley telegram` does once it is wired
             yield BenchBot(runtime, bot, pacers)
