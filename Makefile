@@ -38,6 +38,7 @@ doctor: venv ## check Redis and the model server
 
 lint:
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 types:
 	$(BIN)/mypy
