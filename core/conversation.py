@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -52,10 +53,15 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """A user message and the answer to it; stored together or not at all."""
+    """A user message and the answer to it; stored together or not at all.
+
+    ``id`` makes saving idempotent: a save retried after a lost reply from the store (the
+    first attempt may have been applied) stores the turn once.
+    """
 
     user: StoredMessage
     assistant: StoredMessage
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def messages(self) -> tuple[StoredMessage, StoredMessage]:
         """Both halves in the order they are stored."""

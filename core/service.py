@@ -123,13 +123,30 @@ class ChatService:
             return self._count(TurnResult(Outcome.REFUSED))
         self._enter()
         try:
-            return self._count(await self._handle_in_order(message, text, sink))
-        except StoreError as exc:
-            log.error("store failure for %s: %s", message.key, exc)
-            await _say(sink, exc.user_message)
-            return self._count(TurnResult(Outcome.FAILED, error=exc))
+            return self._count(await self._handle_riding_out_blips(message, text, sink))
         finally:
             self._leave()
+
+    async def _handle_riding_out_blips(
+        self, message: IncomingMessage, text: str, sink: MessageSink
+    ) -> TurnResult:
+        """The turn, started again if Redis fails before anything was shown.
+
+        A StoreError gets out of a turn only before its reply began (a failed save is told in
+        the reply itself), so a Redis restart or failover of a second or two is waited out.
+        """
+        delays = iter(_ADMISSION_RETRY_DELAYS)
+        while True:
+            try:
+                return await self._handle_in_order(message, text, sink)
+            except StoreError as exc:
+                delay = next(delays, None)
+                if delay is None or not self._accepting:
+                    log.error("store failure for %s: %s", message.key, exc)
+                    await _say(sink, exc.user_message)
+                    return TurnResult(Outcome.FAILED, error=exc)
+                log.warning("store failure for %s, retrying: %s", message.key, exc)
+                await self.clock.sleep(delay)
 
     async def _admission(self, message: IncomingMessage) -> str | None:
         """None if the message may be answered, else what to tell the user ('' = nothing)."""
@@ -537,18 +554,36 @@ class ChatService:
     async def _save(
         self, key: ConversationKey, turn: Turn, reply: ReplyStream, *, replace: bool
     ) -> bool:
-        """Store the turn atomically; if Redis fails now, say so rather than pretend."""
-        try:
-            if replace:
-                await self.store.replace_last(key, turn)
-            else:
-                await self.store.append(key, turn)
-        except StoreError as exc:
-            log.error("could not save a turn of %s: %s", key, exc)
-            reply.add_notice(self.phrases.not_saved)
-            await reply.finish()
-            return False
-        return True
+        """Store the turn atomically, retrying through a Redis blip; if that fails, say so.
+
+        Retrying is safe: the store saves a turn at most once (by ``Turn.id``), so an attempt
+        that was applied but whose reply was lost is not stored twice by the next one.
+        """
+        for delay in (*_SAVE_RETRY_DELAYS, None):
+            try:
+                if replace:
+                    await self.store.replace_last(key, turn)
+                else:
+                    await self.store.append(key, turn)
+                return True
+            except StoreError as exc:
+                if delay is None:
+                    log.error("could not save a turn of %s: %s", key, exc)
+                    break
+                log.warning("saving a turn of %s failed, retrying: %s", key, exc)
+                await self.clock.sleep(delay)
+        reply.add_notice(self.phrases.not_saved)
+        await reply.finish()
+        return False
+
+
+# Seconds between attempts to start a turn when Redis fails before anything was shown: a
+# restart or failover of a second or two is waited out.
+_ADMISSION_RETRY_DELAYS = (0.25, 0.5, 1.0)
+
+# Seconds between attempts to save a finished turn: about 4 s in all, longer than a Redis
+# restart or a failover, while the conversation's lease is still held.
+_SAVE_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 
 
 def _duration(seconds: int) -> str:

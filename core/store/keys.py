@@ -33,6 +33,10 @@ class KeySpace:
         """The one-turn-at-a-time lease."""
         return f"{self.prefix}:{self.tag(key)}:lock"
 
+    def saved(self, key: ConversationKey, turn_id: str) -> str:
+        """Marks a turn as stored, so a retried save does not store it twice."""
+        return f"{self.prefix}:{self.tag(key)}:saved:{_escape(turn_id)}"
+
     def stop(self, key: ConversationKey) -> str:
         """A stop request for the running turn, seen by whichever replica runs it."""
         return f"{self.prefix}:{self.tag(key)}:stop"

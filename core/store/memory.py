@@ -9,6 +9,8 @@ from core.clock import Clock, LoopClock
 from core.conversation import ConversationKey, StoredMessage, StoreStats, Turn
 from core.store.keys import KeySpace
 
+_SAVED_MARKS = 10_000  # far more turns than can be retrying their save at once
+
 
 class InMemoryConversationStore:
     """Dict-backed history honouring the cap and TTL like the Redis store."""
@@ -21,6 +23,7 @@ class InMemoryConversationStore:
         self._ttl = ttl_seconds
         self._clock = clock or LoopClock()
         self._data: dict[str, tuple[list[StoredMessage], float]] = {}
+        self._saved: dict[str, None] = {}  # the newest turn ids, as Redis's saved-marks
 
     def _live(self, name: str) -> list[StoredMessage] | None:
         """The list under ``name`` unless it has expired."""
@@ -43,14 +46,26 @@ class InMemoryConversationStore:
         return list(self._live(self._keys.history(key)) or [])
 
     async def append(self, key: ConversationKey, turn: Turn) -> None:
-        """Both halves at once."""
+        """Both halves at once, once per turn."""
         name = self._keys.history(key)
-        self._put(name, [*(self._live(name) or []), *turn.messages()])
+        if self._first_save(key, turn):
+            self._put(name, [*(self._live(name) or []), *turn.messages()])
 
     async def replace_last(self, key: ConversationKey, turn: Turn) -> None:
-        """Swap the newest turn."""
+        """Swap the newest turn, once per turn."""
         name = self._keys.history(key)
-        self._put(name, [*(self._live(name) or [])[:-2], *turn.messages()])
+        if self._first_save(key, turn):
+            self._put(name, [*(self._live(name) or [])[:-2], *turn.messages()])
+
+    def _first_save(self, key: ConversationKey, turn: Turn) -> bool:
+        """Whether this turn was not stored before (marks it stored)."""
+        mark = self._keys.saved(key, turn.id)
+        if mark in self._saved:
+            return False
+        self._saved[mark] = None
+        if len(self._saved) > _SAVED_MARKS:
+            del self._saved[next(iter(self._saved))]
+        return True
 
     async def clear(self, key: ConversationKey) -> bool:
         """Forget one conversation."""

@@ -19,6 +19,24 @@ from core.store.keys import KeySpace
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _SCAN_BATCH = 500
+# How long a turn stays marked as saved: far longer than any retry of its save.
+_SAVED_MARK_SECONDS = 600
+
+# KEYS: history, saved-mark. ARGV: replace (0/1), cap, ttl (0 = none), mark ttl, the messages.
+_SAVE = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4]) then
+  return 0
+end
+if ARGV[1] == '1' then
+  redis.call('LTRIM', KEYS[1], 0, -3)
+end
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 5))
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+if tonumber(ARGV[3]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+"""
 
 
 def raise_if_cancelling(exc: BaseException) -> None:
@@ -38,7 +56,7 @@ async def guarded(operation: str, call: Callable[[], Awaitable[T]]) -> T:
 
 
 class RedisConversationStore:
-    """History as a Redis list per conversation: append, cap and TTL in one MULTI."""
+    """History as a Redis list per conversation: append, cap and TTL in one script."""
 
     def __init__(
         self,
@@ -59,33 +77,26 @@ class RedisConversationStore:
         return decode_all(raws)
 
     async def append(self, key: ConversationKey, turn: Turn) -> None:
-        """RPUSH both halves, LTRIM to the cap and renew the TTL, atomically."""
-        name = self._keys.history(key)
-
-        async def run() -> None:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(name, *(encode(m) for m in turn.messages()))
-                pipe.ltrim(name, -self._cap, -1)
-                if self._ttl:
-                    pipe.expire(name, self._ttl)
-                await pipe.execute()
-
-        await guarded("append", run)
+        """RPUSH both halves, LTRIM to the cap and renew the TTL, atomically and only once."""
+        await guarded("append", lambda: self._save(key, turn, replace=False))
 
     async def replace_last(self, key: ConversationKey, turn: Turn) -> None:
-        """Drop the newest turn and push the new one in the same transaction."""
-        name = self._keys.history(key)
+        """Drop the newest turn and push the new one in the same script, only once."""
+        await guarded("replace_last", lambda: self._save(key, turn, replace=True))
 
-        async def run() -> None:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.ltrim(name, 0, -3)
-                pipe.rpush(name, *(encode(m) for m in turn.messages()))
-                pipe.ltrim(name, -self._cap, -1)
-                if self._ttl:
-                    pipe.expire(name, self._ttl)
-                await pipe.execute()
-
-        await guarded("replace_last", run)
+    async def _save(self, key: ConversationKey, turn: Turn, *, replace: bool) -> None:
+        """One script: a turn already marked as saved is not pushed again."""
+        await self._redis.eval(
+            _SAVE,
+            2,
+            self._keys.history(key),
+            self._keys.saved(key, turn.id),
+            "1" if replace else "0",
+            str(self._cap),
+            str(self._ttl),
+            str(_SAVED_MARK_SECONDS),
+            *(encode(m) for m in turn.messages()),
+        )
 
     async def clear(self, key: ConversationKey) -> bool:
         """Delete one conversation's history."""

@@ -92,6 +92,29 @@ async def test_replace_last_swaps_only_the_newest_turn(store: ConversationStore)
     ]  # fmt: skip
 
 
+async def test_saving_the_same_turn_again_stores_it_once(store: ConversationStore) -> None:
+    first, second = turn(1), turn(2)
+    await store.append(ADA, first)
+    await store.append(ADA, first)  # a retry after the store's reply was lost
+    await store.append(ADA, second)
+    await store.replace_last(ADA, turn(3))
+    await store.append(ADA, second)
+    assert [m.content for m in await store.load(ADA)] == [
+        "question 1", "answer 1", "question 3", "answer 3",
+    ]  # fmt: skip
+
+
+async def test_a_retried_replacement_replaces_once(store: ConversationStore) -> None:
+    await store.append(ADA, turn(1))
+    await store.append(ADA, turn(2))
+    replacement = turn(3)
+    await store.replace_last(ADA, replacement)
+    await store.replace_last(ADA, replacement)  # must not eat turn 1
+    assert [m.content for m in await store.load(ADA)] == [
+        "question 1", "answer 1", "question 3", "answer 3",
+    ]  # fmt: skip
+
+
 async def test_conversations_are_separate(store: ConversationStore) -> None:
     for key, n in ((ADA, 1), (ADA_GROUP, 2), (ADA_TOPIC, 3), (BOB_GROUP, 4), (ADA_SLACK, 5)):
         await store.append(key, turn(n))
@@ -159,7 +182,8 @@ async def test_ttl_is_renewed_on_append(redis_client: aioredis.Redis) -> None:
 async def test_keys_share_one_cluster_hash_tag() -> None:
     keys = KeySpace()
     tag = keys.tag(ADA_TOPIC)
-    for name in (keys.history(ADA_TOPIC), keys.lock(ADA_TOPIC), keys.stop(ADA_TOPIC)):
+    names = (keys.history(ADA_TOPIC), keys.lock(ADA_TOPIC), keys.stop(ADA_TOPIC))
+    for name in (*names, keys.saved(ADA_TOPIC, "0a1b")):
         assert name.count("{") == 1
         assert name[name.index("{") : name.index("}") + 1] == tag
 

@@ -19,6 +19,7 @@ from tests.fakes.fake_vllm import FakeVLLM, Reply
 from tests.fakes.fixtures import FakeVLLMFactory
 from tests.services import RedisServer, free_port
 from tests.support.sinks import RecordingSink
+from tests.support.tcp_proxy import LossyProxy
 
 ADA = ConversationKey("telegram", "1", "ada")
 RuntimeFactory = Callable[..., AbstractAsyncContextManager[Runtime]]
@@ -42,12 +43,11 @@ async def runtime_for(redis_server: RedisServer, redis_client: Any) -> RuntimeFa
         settings = CoreSettings(
             _env_file=None,
             llm_base_url=fake.base_url,
-            redis_url=redis_server.url,
             llm_retries=0,
             llm_first_token_timeout=5,
             llm_idle_timeout=5,
             lock_lease_seconds=3,
-            **{"quota_messages_per_minute": 0, **overrides},
+            **{"quota_messages_per_minute": 0, "redis_url": redis_server.url, **overrides},
         )
         return open_runtime(settings)
 
@@ -93,6 +93,26 @@ async def test_answer_lands_and_the_turn_is_stored_without_reasoning(
     ]
     assert history[0].tokens > 0
     assert history[1].tokens > 0
+
+
+async def test_a_save_whose_reply_was_lost_is_stored_once_and_reported_saved(
+    fake_vllm: FakeVLLM, runtime_for: RuntimeFactory, redis_server: RedisServer
+) -> None:
+    proxy = LossyProxy(redis_server.port)
+    await proxy.start()
+    try:
+        async with runtime_for(fake_vllm, redis_url=proxy.url) as rt:
+            proxy.lose_reply_to(b":saved:")  # Redis applies the save, the answer never comes
+            out = sink()
+            result = await rt.service.handle(message("remember me"), out)
+            history = await rt.service.store.load(ADA)
+    finally:
+        await proxy.stop()
+    assert proxy.lost == 1
+    assert result.outcome is Outcome.ANSWERED
+    assert result.saved
+    assert out.texts() == ["You said: remember me"]  # no "couldn't save" for a saved turn
+    assert [m.content for m in history] == ["remember me", "You said: remember me"]
 
 
 async def test_second_turn_carries_the_first_and_instructions_fold_into_the_user_turn(
