@@ -314,9 +314,9 @@ class ChatService:
                 info = await self.llm.model_info()
                 context = info.max_model_len or 4096
             reply = min(self.settings.llm_max_tokens, context // 2)
-            if reply < self.settings.llm_max_tokens:
-                log.warning(
-                    "LLM_MAX_TOKENS=%d leaves no room in a %d-token context; using %d",
+            if reply < self.settings.llm_max_tokens:  # `parley doctor` warns about it
+                log.info(
+                    "LLM_MAX_TOKENS=%d is over half of the %d-token context; replies get %d",
                     self.settings.llm_max_tokens,
                     context,
                     reply,

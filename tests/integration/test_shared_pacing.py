@@ -17,7 +17,8 @@ from core.pacing import RedisPacer, RedisWindowPacer
 from tests.services import RedisServer, free_port
 
 REPLICAS = 3
-JITTER = 0.02  # s: the test process stamps times a little after Redis admitted the write
+# Seconds between Redis admitting a write and the test stamping it; more on a loaded machine.
+JITTER = 0.1
 
 
 @pytest_asyncio.fixture
@@ -41,7 +42,7 @@ def most_in_any_window(stamps: list[float], window: float) -> int:
 
 
 async def test_slots_are_spaced_across_replicas(clients: list[aioredis.Redis]) -> None:
-    pacers = [RedisPacer(client, "pace:chat", 0.1) for client in clients]
+    pacers = [RedisPacer(client, "pace:chat", 0.3) for client in clients]
     loop = asyncio.get_running_loop()
     stamps: list[float] = []
 
@@ -49,10 +50,10 @@ async def test_slots_are_spaced_across_replicas(clients: list[aioredis.Redis]) -
         await pacer.acquire()
         stamps.append(loop.time())
 
-    await asyncio.gather(*(write(pacers[i % REPLICAS]) for i in range(15)))
+    await asyncio.gather(*(write(pacers[i % REPLICAS]) for i in range(8)))
     gaps = [b - a for a, b in zip(sorted(stamps), sorted(stamps)[1:], strict=False)]
-    assert min(gaps) > 0.1 - JITTER
-    assert max(stamps) - min(stamps) < 15 * 0.1 + 0.5  # and no slot was wasted on the way
+    assert min(gaps) > 0.3 - JITTER
+    assert max(stamps) - min(stamps) < 8 * 0.3 + 0.5  # and no slot was wasted on the way
 
 
 async def test_the_window_caps_what_is_sent_across_replicas(
@@ -94,7 +95,7 @@ async def test_pacing_goes_on_locally_when_redis_is_unreachable() -> None:
     client = aioredis.Redis(
         port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
     )
-    pacer = RedisWindowPacer(client, "pace:sent", 5, 0.5)
+    pacer = RedisWindowPacer(client, "pace:sent", 2, 0.6)
     loop = asyncio.get_running_loop()
     stamps: list[float] = []
     try:
@@ -104,4 +105,4 @@ async def test_pacing_goes_on_locally_when_redis_is_unreachable() -> None:
     finally:
         await client.aclose()
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    assert min(gaps) > 0.1 - JITTER  # one write per window/limit, as the budget allows
+    assert min(gaps) > 0.3 - JITTER  # one write per window/limit, as the budget allows
