@@ -132,17 +132,9 @@ class BenchBot:
         return await self.runtime.service.handle(message, self.sink(chat_id, private=private))
 
 
-# redis-py 8's asyncio pool holds at most 100 connections and raises "Too many connections"
-# beyond; a hundred streaming conversations exceed that (lease renewals and pacer slots run
-# concurrently). Operators raise it in REDIS_URL; the benchmark does the same. See
-# docs/PERFORMANCE.md.
-REDIS_MAX_CONNECTIONS = 10_000
-
-
 def core_settings(llm_base_url: str, redis_url: str) -> CoreSettings:
-    """Production defaults; where the services are and the Redis pool size come from here."""
-    url = f"{redis_url}?max_connections={REDIS_MAX_CONNECTIONS}"
-    values: dict[str, Any] = {"llm_base_url": llm_base_url, "redis_url": SecretStr(url)}
+    """Production defaults, the bounded Redis pool included; only the services' addresses differ."""
+    values: dict[str, Any] = {"llm_base_url": llm_base_url, "redis_url": SecretStr(redis_url)}
     return CoreSettings(_env_file=None, **values)
 
 
