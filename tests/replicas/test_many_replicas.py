@@ -1,4 +1,4 @@
-"""Many replicas, one Redis — proven (issue 7, part 5).
+"""Many replicas, one Redis — proven.
 
 Three `parley telegram` processes in webhook mode (and three `parley slack` processes in HTTP
 mode) sit behind a round-robin forwarder on loopback, with the fake Bot API / fake Slack Web API
