@@ -26,6 +26,10 @@ class Phrases:
     cut_short: str = "… (the answer reached its length limit)"
     no_answer: str = "The model finished without an answer. Please ask again."
     not_saved: str = "⚠️ I couldn't save this exchange, so I may not remember it."
+    previous_lost: str = (
+        "⚠️ I was restarted before I finished answering your previous message, so it has no "
+        "answer. Send it again if you still need one."
+    )
     nothing_to_retry: str = "There is no earlier message to answer again."
     reset_done: str = "Done: this conversation starts fresh."
     nothing_running: str = "Nothing is running right now."

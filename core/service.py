@@ -400,6 +400,8 @@ class ChatService:
         self.metrics.active_streams.inc()
         try:
             await reply.start()
+            if lease.previous_lost:
+                reply.add_notice(self.phrases.previous_lost)
             try:
                 generation = await self._generate(fitted, limits, reply, lease, history, user)
             except BaseException:

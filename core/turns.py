@@ -28,6 +28,7 @@ class TurnLease:
     key: ConversationKey
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str = ""
+    previous_lost: bool = False  # the conversation's previous turn never ended (its process died)
 
     def request_stop(self, reason: str) -> None:
         """Ask the running turn to end (it keeps what was already shown)."""
@@ -102,7 +103,8 @@ class TurnCoordinator:
         try:
             async with local:
                 lock = await self._acquire(key, wait=wait)
-                lease = TurnLease(key)
+                token = secrets.token_hex(8)
+                lease = TurnLease(key, previous_lost=await self._begin(key, lock, token))
                 self._running[key] = lease
                 done = asyncio.Event()
                 keeper = asyncio.create_task(self._keep(lock, lease, done), name=f"lease {key}")
@@ -114,6 +116,7 @@ class TurnCoordinator:
                     with contextlib.suppress(asyncio.CancelledError):
                         await keeper
                     self._running.pop(key, None)
+                    await self._end(key, token)
                     await self._release(lock)
         finally:
             self._users[key] -= 1
@@ -136,8 +139,41 @@ class TurnCoordinator:
         acquired = await guarded("lock", lambda: lock.acquire(token=token))
         if not acquired:
             raise TurnBusy(str(key))
-        await guarded("lock", lambda: self._redis.delete(self._keys.stop(key)))
         return lock
+
+    async def _begin(self, key: ConversationKey, lock: Lock, token: str) -> bool:
+        """Clear any stale stop request and mark the turn running; True if the last one died.
+
+        A turn that ends in any way removes its mark, so a mark still there now was left by a
+        process that was killed mid-turn.
+        """
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._keys.stop(key))
+                pipe.set(self._keys.running(key), token, ex=_RUNNING_MARK_SECONDS, get=True)
+                _, previous = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise_if_cancelling(exc)
+            await self._release(lock)
+            raise StoreError(f"Redis failed during lock: {exc}") from exc
+        return previous is not None
+
+    async def _end(self, key: ConversationKey, token: str) -> None:
+        """Remove this turn's running mark (only its own: a later turn may have taken over).
+
+        Retried through a Redis blip: a mark left behind would tell the next turn that this
+        one died.
+        """
+        for delay in (*_END_RETRY_DELAYS, None):
+            try:
+                await self._redis.eval(_END_RUNNING, 1, self._keys.running(key), token)
+                return
+            except (RedisError, OSError) as exc:
+                raise_if_cancelling(exc)
+                if delay is None:
+                    log.warning("could not clear the running mark of %s: %s", key, exc)
+                    return
+                await asyncio.sleep(delay)
 
     async def _keep(self, lock: Lock, lease: TurnLease, done: asyncio.Event) -> None:
         """Renew the lease and watch for stop requests from other replicas until ``done``."""
@@ -189,6 +225,19 @@ class TurnCoordinator:
             log.info("turn lease had already expired at release")
         except (RedisError, OSError) as exc:
             log.warning("could not release a turn lease (it expires by itself): %s", exc)
+
+
+# A running mark outlives any turn by far; it only has to last until the user writes again.
+_RUNNING_MARK_SECONDS = 7 * 24 * 3600
+
+_END_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
+
+_END_RUNNING = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 def _text(value: object) -> str:

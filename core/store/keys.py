@@ -37,6 +37,10 @@ class KeySpace:
         """Marks a turn as stored, so a retried save does not store it twice."""
         return f"{self.prefix}:{self.tag(key)}:saved:{_escape(turn_id)}"
 
+    def running(self, key: ConversationKey) -> str:
+        """Set while a turn runs; still there at the next turn means that turn's process died."""
+        return f"{self.prefix}:{self.tag(key)}:running"
+
     def stop(self, key: ConversationKey) -> str:
         """A stop request for the running turn, seen by whichever replica runs it."""
         return f"{self.prefix}:{self.tag(key)}:stop"

@@ -161,3 +161,29 @@ async def test_a_lease_taken_by_another_turn_stops_this_one(
                 break
             await asyncio.sleep(0.05)
         assert lease.reason == "lease lost"
+
+
+async def test_a_turn_left_running_by_a_dead_process_is_reported_once(
+    replicas: tuple[TurnCoordinator, ...],
+) -> None:
+    first, second = replicas
+    async with first.turn(KEY) as lease:
+        assert not lease.previous_lost  # nothing ran before
+    # A process killed mid-turn leaves its running mark behind (and its lease expires).
+    await first._redis.set(KeySpace().running(KEY), "a-dead-turn")
+    async with second.turn(KEY) as lease:
+        assert lease.previous_lost
+    async with first.turn(KEY) as lease:
+        assert not lease.previous_lost  # told once; the turn after it ended normally
+    assert not await first._redis.exists(KeySpace().running(KEY))
+
+
+async def test_a_turn_that_fails_still_clears_its_running_mark(
+    replicas: tuple[TurnCoordinator, ...],
+) -> None:
+    first, second = replicas
+    with pytest.raises(RuntimeError):
+        async with first.turn(KEY):
+            raise RuntimeError("the turn broke")
+    async with second.turn(KEY) as lease:
+        assert not lease.previous_lost

@@ -33,6 +33,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.conversation import ConversationKey
+from core.phrases import Phrases
 from tests.chaos.invariants import (
     KEYS,
     HistoryReport,
@@ -396,6 +397,8 @@ async def _kill_mid_reply(
 ) -> dict[str, float]:
     """SIGKILL replica 0 while it streams 8 replies; their next messages must get through.
 
+    The next answers also tell each user that the killed turn was never finished.
+
     The questions are long, so their echoed answers stream for a few seconds; the kill comes
     once every turn holds its lease and answers are visibly half-written.
     """
@@ -435,8 +438,10 @@ async def _kill_mid_reply(
         for u in users
     ]  # fmt: skip
     await asyncio.gather(*(driver.post(q.update) for q in follow))  # the forwarder skips 0
+    # The new answer also says the killed turn was never finished.
+    after_crash = {q.chat.id: f"{echo(q.text)}\n\n{Phrases().previous_lost}" for q in follow}
     await _until(
-        lambda: all(echo(q.text) in telegram.bot_texts(q.chat.id) for q in follow),
+        lambda: all(after_crash[q.chat.id] in telegram.bot_texts(q.chat.id) for q in follow),
         timeout=LEASE + GRACE_AFTER_LEASE + 10,
         what="answers after the crash",
         interval=0.02,
@@ -451,7 +456,7 @@ async def _kill_mid_reply(
             ("assistant", echo(q.text)),
         ]
         # What the user sees: the reply cut off by the crash, then the new answer.
-        assert telegram.bot_texts(q.chat.id) == [cut[q.user.id], echo(q.text)]
+        assert telegram.bot_texts(q.chat.id) == [cut[q.user.id], after_crash[q.chat.id]]
     return {
         "lease_ttl_at_kill_max_ms": float(max(ttls)),
         "half_written_at_kill": float(sum(partial(u.id) for u in users)),
