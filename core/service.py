@@ -28,7 +28,7 @@ from core.phrases import Phrases
 from core.quotas import Quotas
 from core.settings import BusyPolicy, CoreSettings
 from core.sink import MessageSink, Segment, SegmentKind
-from core.store.protocol import ConversationStore
+from core.store.protocol import BLIP_RETRY_DELAYS, ConversationStore
 from core.stream.reply import ReplyStream
 from core.text import clean_user_text
 from core.tokens import TokenCounter, assistant_visible
@@ -561,7 +561,7 @@ class ChatService:
         Retrying is safe: the store saves a turn at most once (by ``Turn.id``), so an attempt
         that was applied but whose reply was lost is not stored twice by the next one.
         """
-        for delay in (*_SAVE_RETRY_DELAYS, None):
+        for delay in (*BLIP_RETRY_DELAYS, None):
             try:
                 if replace:
                     await self.store.replace_last(key, turn)
@@ -582,10 +582,6 @@ class ChatService:
 # Seconds between attempts to start a turn when Redis fails before anything was shown: a
 # restart or failover of a second or two is waited out.
 _ADMISSION_RETRY_DELAYS = (0.25, 0.5, 1.0)
-
-# Seconds between attempts to save a finished turn: about 4 s in all, longer than a Redis
-# restart or a failover, while the conversation's lease is still held.
-_SAVE_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 
 
 def _duration(seconds: int) -> str:

@@ -16,6 +16,7 @@ from redis.exceptions import LockError, RedisError
 from core.conversation import ConversationKey
 from core.errors import StoreError
 from core.store.keys import KeySpace
+from core.store.protocol import BLIP_RETRY_DELAYS
 from core.store.redis_store import guarded, raise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -147,16 +148,19 @@ class TurnCoordinator:
         A turn that ends in any way removes its mark, so a mark still there now was left by a
         process that was killed mid-turn.
         """
-        try:
+
+        async def mark() -> object:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(self._keys.stop(key))
                 pipe.set(self._keys.running(key), token, ex=_RUNNING_MARK_SECONDS, get=True)
                 _, previous = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise_if_cancelling(exc)
-            await self._release(lock)
-            raise StoreError(f"Redis failed during lock: {exc}") from exc
-        return previous is not None
+            return previous
+
+        try:
+            return await guarded("lock", mark) is not None
+        except StoreError:
+            await self._release(lock)  # the turn will not run: free the conversation now
+            raise
 
     async def _end(self, key: ConversationKey, token: str) -> None:
         """Remove this turn's running mark (only its own: a later turn may have taken over).
@@ -164,7 +168,7 @@ class TurnCoordinator:
         Retried through a Redis blip: a mark left behind would tell the next turn that this
         one died.
         """
-        for delay in (*_END_RETRY_DELAYS, None):
+        for delay in (*BLIP_RETRY_DELAYS, None):
             try:
                 await self._redis.eval(_END_RUNNING, 1, self._keys.running(key), token)
                 return
@@ -229,8 +233,6 @@ class TurnCoordinator:
 
 # A running mark outlives any turn by far; it only has to last until the user writes again.
 _RUNNING_MARK_SECONDS = 7 * 24 * 3600
-
-_END_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
 
 _END_RUNNING = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then

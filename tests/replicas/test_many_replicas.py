@@ -285,20 +285,26 @@ def _telegram_pacing(telegram: FakeTelegram) -> dict[str, float]:
     }
 
 
-async def _check_telegram_histories(redis: aioredis.Redis, sent: list[TgQuestion]) -> HistoryReport:
-    """Each conversation (chat, user): whole, alternating, answers matching, nothing lost."""
-    asked: dict[tuple[int, int], Counter[str]] = defaultdict(Counter)
-    for q in sent:
-        asked[(q.chat.id, q.user.id)][q.text] += 1
+async def _check_histories(
+    redis: aioredis.Redis, asked: dict[ConversationKey, Counter[str]]
+) -> HistoryReport:
+    """Each conversation: whole, alternating, answers matching, every question stored once."""
     report = HistoryReport()
-    for (chat, user), texts in asked.items():
-        key = ConversationKey("telegram", str(chat), str(user))
+    for key, texts in asked.items():
         history = await load_history(redis, key)
         one = check_history(str(key), history)
         if Counter(questions(history)) != texts:
             one.problems.append(f"{key}: stored questions {questions(history)} != sent {texts}")
         report.extend(one)
     return report
+
+
+async def _check_telegram_histories(redis: aioredis.Redis, sent: list[TgQuestion]) -> HistoryReport:
+    """Each conversation (chat, user): whole, alternating, answers matching, nothing lost."""
+    asked: dict[ConversationKey, Counter[str]] = defaultdict(Counter)
+    for q in sent:
+        asked[ConversationKey("telegram", str(q.chat.id), str(q.user.id))][q.text] += 1
+    return await _check_histories(redis, asked)
 
 
 @pytest.mark.timeout(180)
@@ -652,14 +658,7 @@ async def _check_slack_histories(redis: aioredis.Redis, sent: list[SlackQuestion
     asked: dict[ConversationKey, Counter[str]] = defaultdict(Counter)
     for q in sent:
         asked[ConversationKey("slack", q.channel, q.user, q.thread or "")][q.text] += 1
-    report = HistoryReport()
-    for key, texts in asked.items():
-        history = await load_history(redis, key)
-        one = check_history(str(key), history)
-        if Counter(questions(history)) != texts:
-            one.problems.append(f"{key}: stored questions {questions(history)} != sent {texts}")
-        report.extend(one)
-    return report
+    return await _check_histories(redis, asked)
 
 
 @pytest.mark.timeout(150)
