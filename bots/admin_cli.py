@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-import time
 from typing import TextIO
 
-from bots.runtime import Runtime, open_runtime
-from core.access import valid_entry
-from core.errors import ConfigError
+from bots.runtime import open_runtime
+from bots.terminal.app import plain_markdown
+from core.commands import Caller, CommandName, CommandRequest
+from core.service import ChatService
 from core.settings import CoreSettings
 
 
@@ -33,16 +33,26 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     audit.add_argument("--limit", type=int, default=50)
 
 
-def _split(value: str, flag: str) -> tuple[str, str]:
-    """`platform:id` → (platform, id), or a ConfigError naming the flag."""
-    platform, _, ident = value.partition(":")
-    if not platform or not ident:
-        raise ConfigError(f"{flag} takes platform:id, e.g. telegram:123 (got {value!r})")
-    return platform, ident
+def request(args: argparse.Namespace, caller: Caller) -> CommandRequest:
+    """The argparse words as the core's command (the same one a chat admin would send)."""
+    command = args.admin_command
+    if command == "reset":
+        if args.user:
+            return CommandRequest(CommandName.RESET_USER, caller, args=(args.user,))
+        if args.chat:
+            return CommandRequest(CommandName.RESET_CHAT, caller, args=(args.chat,))
+        return CommandRequest(CommandName.RESET_ALL, caller)
+    if command in ("allow", "deny"):
+        return CommandRequest(CommandName(command), caller, args=(args.entry,))
+    if command == "audit":
+        return CommandRequest(CommandName.AUDIT, caller, args=(str(args.limit),))
+    return CommandRequest(CommandName(command), caller)
 
 
-def _confirm(question: str, stdin: TextIO, out: TextIO) -> bool:
-    """Ask on a terminal; a script must pass --yes."""
+def _confirm(question: str, yes: bool, stdin: TextIO, out: TextIO) -> bool:
+    """--yes, or a y/N on a terminal; a script without --yes is refused."""
+    if yes:
+        return True
     if not stdin.isatty():
         out.write("refusing without confirmation: add --yes\n")
         return False
@@ -51,83 +61,24 @@ def _confirm(question: str, stdin: TextIO, out: TextIO) -> bool:
     return stdin.readline().strip().lower() in ("y", "yes")
 
 
-async def _reset(rt: Runtime, args: argparse.Namespace, actor: str, out: TextIO) -> int:
-    """`parley admin reset`."""
-    service = rt.service
-    if args.user:
-        platform, user = _split(args.user, "--user")
-        removed = await service.reset_user(platform, user, actor=actor)
-    elif args.chat:
-        platform, chat = _split(args.chat, "--chat")
-        removed = await service.reset_chat(platform, chat, actor=actor)
-    else:
-        if not args.yes and not _confirm("Forget EVERY conversation?", sys.stdin, out):
+async def execute(
+    service: ChatService, args: argparse.Namespace, *, stdin: TextIO, out: TextIO
+) -> int:
+    """Run one admin command through the core; questions are answered here, as on a button."""
+    caller = Caller("cli", getpass.getuser())
+    reply = await service.command(request(args, caller))
+    if reply.question is not None:
+        agreed = _confirm(plain_markdown(reply.text), getattr(args, "yes", False), stdin, out)
+        answer = (reply.question.id, "yes" if agreed else "no")
+        reply = await service.command(CommandRequest(CommandName.CONFIRM, caller, args=answer))
+        if not agreed:
+            out.write(plain_markdown(reply.text) + "\n")
             return 1
-        removed = await service.reset_all(actor=actor)
-    out.write(f"removed {removed} conversation(s)\n")
-    return 0
-
-
-async def _stats(rt: Runtime, out: TextIO) -> int:
-    """`parley admin stats`."""
-    stored = await rt.service.stats()
-    report = await rt.service.usage_report()
-    out.write(f"conversations stored: {stored.conversations} ({stored.messages} messages)\n")
-    for platform, count in sorted(stored.by_platform.items()):
-        out.write(f"  {platform}: {count} conversations\n")
-    for title, period in (("today (UTC)", report.today), ("total", report.total)):
-        out.write(f"{title}:\n")
-        if not period:
-            out.write("  no turns yet\n")
-        for platform, u in period.items():
-            out.write(
-                f"  {platform}: {u.users} users, {u.turns} turns, "
-                f"{u.tokens_in} tokens in, {u.tokens_out} tokens out\n"
-            )
-    return 0
-
-
-async def _access(rt: Runtime, args: argparse.Namespace, actor: str, out: TextIO) -> int:
-    """`parley admin allow|deny|access`."""
-    access = rt.service.access
-    assert access is not None
-    if args.admin_command == "access":
-        allowed, denied = await access.lists()
-        out.write(f"mode: {access.mode.value}\nallowed: {', '.join(allowed) or '-'}\n")
-        out.write(f"denied: {', '.join(denied) or '-'}\n")
-        return 0
-    entry = args.entry.strip()
-    if not valid_entry(entry):
-        raise ConfigError(f"{entry!r} is not platform:user_id, platform:chat:ID or slack:team:ID")
-    if args.admin_command == "allow":
-        await access.allow(entry)
-    else:
-        await access.deny(entry)
-    await rt.service._audit(actor, args.admin_command, entry, "")
-    out.write(f"{args.admin_command}: {entry}\n")
-    return 0
-
-
-async def _audit(rt: Runtime, args: argparse.Namespace, out: TextIO) -> int:
-    """`parley admin audit`."""
-    audit = rt.service.audit
-    assert audit is not None
-    for entry in await audit.recent(args.limit):
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.at))
-        detail = f" ({entry.detail})" if entry.detail else ""
-        out.write(f"{when} UTC  {entry.actor}  {entry.action}  {entry.target}{detail}\n")
-    return 0
+    out.write(plain_markdown(reply.text) + "\n")
+    return 0 if reply.ok else 1
 
 
 async def run(settings: CoreSettings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Dispatch one admin command against the configured Redis."""
-    actor = f"cli:{getpass.getuser()}"
     async with open_runtime(settings) as rt:
-        command = args.admin_command
-        if command == "reset":
-            return await _reset(rt, args, actor, out)
-        if command == "stats":
-            return await _stats(rt, out)
-        if command in ("allow", "deny", "access"):
-            return await _access(rt, args, actor, out)
-        return await _audit(rt, args, out)
+        return await execute(rt.service, args, stdin=sys.stdin, out=out)

@@ -13,7 +13,7 @@ from typing import Any
 
 from bots import admin_cli
 from bots.gc_tuning import tune_for_serving
-from bots.logs import setup_logging
+from bots.logs import install_last_resort, one_line, report_unexpected, setup_logging
 from bots.ops import ops_listener
 from bots.runtime import Runtime, open_runtime
 from core.errors import BotError, ConfigError
@@ -91,6 +91,7 @@ def _run_platform(name: str, settings: CoreSettings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, build settings, run one command; errors become one clear line."""
+    install_last_resort()  # also for what escapes after main returns, or in another thread
     args = _parser().parse_args(argv)
     try:
         if args.command == "model":
@@ -112,13 +113,16 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_doctor(settings))
         return _run_platform(args.command, settings)
     except ConfigError as exc:
-        print(f"parley: {exc}", file=sys.stderr)
+        print(f"parley: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except BotError as exc:
-        print(f"parley: {exc}", file=sys.stderr)
+        print(f"parley: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the last resort: one redacted line; LOG_LEVEL=DEBUG logs the rest
+        report_unexpected(exc)
+        return 1
 
 
 if __name__ == "__main__":

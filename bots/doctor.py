@@ -63,7 +63,6 @@ async def _check_model(settings: CoreSettings, report: Report) -> None:
         settings.llm_api_key.get_secret_value(),
         model=settings.llm_model,
         timeouts=Timeouts(connect=3, first_token=60, idle=30),
-        retries=0,
     )
     try:
         info = await client.model_info()

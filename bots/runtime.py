@@ -11,24 +11,33 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool, UnixDomainSocketConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from bots.embedded_redis import embedded_redis
 from core.access import AccessControl
+from core.admins import Admins
+from core.admission import Admission
+from core.answer import Answerer
 from core.audit import AuditLog
 from core.clock import Clock, LoopClock
+from core.confirmations import PendingActions
+from core.control import Commands
 from core.errors import ConfigError
+from core.intake import Intake
+from core.lifecycle import Lifecycle
 from core.llm.client import OpenAICompatibleClient, Timeouts
+from core.marks import OnceMarks
 from core.metrics import Metrics
+from core.operations import Operations
 from core.phrases import Phrases
 from core.quotas import Quotas
+from core.retry import BLIP, RetryPolicy, redis_command_retry
 from core.service import ChatService
 from core.settings import CoreSettings
 from core.store.keys import KeySpace
 from core.store.redis_store import RedisConversationStore
 from core.tokens import default_counter
+from core.turn_runner import TurnRunner
 from core.turns import TurnCoordinator
 from core.usage import UsageStats
 
@@ -64,7 +73,7 @@ def redis_options(settings: CoreSettings) -> dict[str, object]:
     return {
         "socket_timeout": settings.redis_timeout,
         "socket_connect_timeout": settings.redis_timeout,
-        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        "retry": redis_command_retry(),
         "health_check_interval": 30,
     }
 
@@ -124,6 +133,72 @@ async def open_redis(settings: CoreSettings) -> AsyncIterator[tuple[aioredis.Red
         yield client, description
 
 
+def build_service(
+    settings: CoreSettings,
+    redis: aioredis.Redis,
+    llm: OpenAICompatibleClient,
+    keys: KeySpace,
+    clock: Clock,
+    phrases: Phrases | None,
+    metrics: Metrics | None,
+    retry: RetryPolicy,
+) -> ChatService:
+    """Wire the core once: one admission, one turn runner, one command router."""
+    phrases = phrases or Phrases()
+    metrics = metrics or Metrics()
+    admins = Admins(settings.admin_ids)
+    store = RedisConversationStore(
+        redis, keys=keys, max_messages=settings.history_max_messages,
+        ttl_seconds=settings.history_ttl_seconds,
+    )  # fmt: skip
+    turns = TurnCoordinator(
+        redis, keys=keys, lease_seconds=settings.lock_lease_seconds, retry=retry
+    )
+    access = AccessControl(redis, mode=settings.access, admins=admins, keys=keys)
+    quotas = Quotas(
+        redis,
+        messages_per_minute=settings.quota_messages_per_minute,
+        tokens_per_day=settings.quota_tokens_per_day,
+        keys=keys,
+    )
+    usage = UsageStats(redis, keys)
+    marks = OnceMarks(redis, keys)
+    lifecycle = Lifecycle(turns)
+    answerer = Answerer(
+        settings=settings, store=store, llm=llm, counter=default_counter(), clock=clock,
+        phrases=phrases, metrics=metrics, retry=retry,
+    )  # fmt: skip
+    runner = TurnRunner(
+        answerer=answerer,
+        store=store,
+        turns=turns,
+        admission=Admission(
+            admins=admins, phrases=phrases, marks=marks, access=access, quotas=quotas
+        ),
+        lifecycle=lifecycle,
+        busy_policy=settings.busy_policy,
+        intake=Intake(settings.max_queued_per_conversation),
+        phrases=phrases,
+        quotas=quotas,
+        usage=usage,
+        metrics=metrics,
+        retry=retry,
+    )
+    operations = Operations(
+        store=store, access=access, audit_log=AuditLog(redis, keys), usage=usage, quotas=quotas
+    )
+    commands = Commands(
+        store=store,
+        turns=turns,
+        operations=operations,
+        admins=admins,
+        pending=PendingActions(redis, keys, settings.confirm_seconds),
+        quotas=quotas,
+        marks=marks,
+    )
+    return ChatService(settings, runner, commands, lifecycle)
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(
     settings: CoreSettings,
@@ -131,6 +206,7 @@ async def open_runtime(
     phrases: Phrases | None = None,
     clock: Clock | None = None,
     metrics: Metrics | None = None,
+    retry: RetryPolicy = BLIP,
 ) -> AsyncIterator[Runtime]:
     """Build the runtime; close every connection on exit."""
     clock = clock or LoopClock()
@@ -145,35 +221,10 @@ async def open_runtime(
                 first_token=settings.llm_first_token_timeout,
                 idle=settings.llm_idle_timeout,
             ),
-            retries=settings.llm_retries,
+            retry=retry.at_most(settings.llm_retries),
         )
         try:
-            service = ChatService(
-                settings=settings,
-                store=RedisConversationStore(
-                    redis,
-                    keys=keys,
-                    max_messages=settings.history_max_messages,
-                    ttl_seconds=settings.history_ttl_seconds,
-                ),
-                turns=TurnCoordinator(redis, keys=keys, lease_seconds=settings.lock_lease_seconds),
-                llm=llm,
-                counter=default_counter(),
-                clock=clock,
-                phrases=phrases or Phrases(),
-                access=AccessControl(
-                    redis, mode=settings.access, admin_ids=settings.admin_ids, keys=keys
-                ),
-                quotas=Quotas(
-                    redis,
-                    messages_per_minute=settings.quota_messages_per_minute,
-                    tokens_per_day=settings.quota_tokens_per_day,
-                    keys=keys,
-                ),
-                usage=UsageStats(redis, keys),
-                audit=AuditLog(redis, keys),
-                metrics=metrics or Metrics(),
-            )
+            service = build_service(settings, redis, llm, keys, clock, phrases, metrics, retry)
             yield Runtime(settings, service, redis, llm, keys, clock, description)
         finally:
             await llm.close()

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 import redis.asyncio as aioredis
 
+from core.admins import Admins
 from core.store.keys import KeySpace
 from core.store.redis_store import guarded
 
@@ -55,12 +56,12 @@ class AccessControl:
         redis: aioredis.Redis,
         *,
         mode: AccessMode,
-        admin_ids: frozenset[str],
+        admins: Admins,
         keys: KeySpace | None = None,
     ) -> None:
         self._redis = redis
         self._mode = mode
-        self._admins = admin_ids
+        self._admins = admins
         self._keys = keys or KeySpace()
 
     @property
@@ -70,7 +71,7 @@ class AccessControl:
 
     async def allowed(self, subject: Subject) -> bool:
         """Whether this message may be answered."""
-        if f"{subject.platform}:{subject.user}" in self._admins:
+        if self._admins(subject.platform, subject.user):
             return True
         entries = subject.entries()
 
@@ -89,6 +90,11 @@ class AccessControl:
         """True only the first time (per day) a refused user writes: tell them once, politely."""
         key = self._keys.named("refused", subject.platform, subject.user)
         return bool(await guarded("access", lambda: self._redis.set(key, 1, nx=True, ex=_TOLD_TTL)))
+
+    async def forget_refusal(self, platform: str, user: str) -> None:
+        """Forget that this person was told they are refused (/forget)."""
+        key = self._keys.named("refused", platform, user)
+        await guarded("access", lambda: self._redis.unlink(key))
 
     async def allow(self, entry: str) -> None:
         """Add to the allowlist (and lift a deny)."""

@@ -30,7 +30,6 @@ class IncomingMessage:
     user_id: str
     display_name: str = ""
     message_id: str = ""
-    is_admin: bool = False
     workspace: str = ""  # Slack team id, for workspace allowlists
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.commands import CommandName
+from core.surfaces import Surface
+
 
 @dataclass(frozen=True, slots=True)
 class Phrases:
@@ -11,7 +14,12 @@ class Phrases:
 
     stop_hint: str = "Send /stop to cancel it."
     empty_message: str = "Send me a text message and I'll answer."
+    stale_button: str = "This button no longer does anything."
+    text_only: str = "I can read text only. Please send your question as a text message."
     busy: str = "I'm still answering your previous message. {stop_hint}"
+    queue_full: str = (
+        "I'm still answering your earlier messages. Send this one again in a moment. {stop_hint}"
+    )
     stopped: str = "⏹ Stopped."
     interrupted: str = "⏹ Stopped to answer your new message."
     trimmed: str = "ℹ️ Older messages were left out so the conversation fits the model's memory."
@@ -31,13 +39,14 @@ class Phrases:
         "answer. Send it again if you still need one."
     )
     nothing_to_retry: str = "There is no earlier message to answer again."
-    reset_done: str = "Done: this conversation starts fresh."
-    nothing_running: str = "Nothing is running right now."
-    stop_requested: str = "Stopping…"
     refused: str = "Sorry, this bot is private. Ask its administrator for access."
     over_quota: str = "You've reached your limit ({reason}). You can continue in {wait}."
     shutting_down: str = "Parley is restarting. Please send your message again in a minute."
     interrupted_shutdown: str = (
         "⚠️ Interrupted: Parley is restarting. Please send your message again."
     )
-    not_admin: str = "Sorry, only the bot's administrators can do that."
+
+
+def phrases_for(surface: Surface) -> Phrases:
+    """The notices with this platform's own stop command in them."""
+    return Phrases(stop_hint=f"Send {surface.typed(CommandName.STOP)} to cancel it.")

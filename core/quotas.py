@@ -49,6 +49,21 @@ class Quotas:
         self._keys = keys or KeySpace()
         self._now = now
 
+    @property
+    def messages_per_minute(self) -> int:
+        """QUOTA_MESSAGES_PER_MINUTE (0: no limit)."""
+        return self._per_minute
+
+    @property
+    def tokens_per_day(self) -> int:
+        """QUOTA_TOKENS_PER_DAY (0: no limit)."""
+        return self._per_day
+
+    def seconds_to_new_day(self) -> int:
+        """Until the daily token count starts again (UTC midnight)."""
+        now = self._now()
+        return int(_DAY - now % _DAY) + 1
+
     def _minute_key(self, platform: str, user: str, now: float) -> str:
         """Counter of this minute's messages."""
         return self._keys.named("quota", "m", platform, user, str(int(now // 60)))
@@ -91,6 +106,17 @@ class Quotas:
                 await pipe.execute()
 
         await guarded("quota", run)
+
+    async def forget(self, platform: str, user: str) -> None:
+        """Delete the person's counters (/forget): this minute's and today's, and yesterday's."""
+        now = self._now()
+        names = [
+            self._minute_key(platform, user, now),
+            self._minute_key(platform, user, now - 60),
+            self._day_key(platform, user, now),
+            self._day_key(platform, user, now - _DAY),
+        ]
+        await guarded("quota", lambda: self._redis.unlink(*names))
 
     async def usage(self, platform: str, user: str) -> QuotaUsage:
         """What the user has used in the current windows."""

@@ -51,6 +51,7 @@ class CoreSettings(BaseSettings):
 
     show_reasoning: ShowReasoning = ShowReasoning.PROGRESS
     busy_policy: BusyPolicy = BusyPolicy.QUEUE
+    max_queued_per_conversation: int = Field(3, ge=0, le=100)
 
     redis_url: SecretStr | None = None
     redis_timeout: float = Field(2.0, gt=0)
@@ -63,6 +64,7 @@ class CoreSettings(BaseSettings):
     access: AccessMode = AccessMode.OPEN
     quota_messages_per_minute: int = Field(12, ge=0)
     quota_tokens_per_day: int = Field(0, ge=0)
+    confirm_seconds: int = Field(120, ge=1, le=3600)
     metrics_listen: str = ""
     shutdown_grace_seconds: float = Field(20.0, ge=0)
 

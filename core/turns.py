@@ -15,8 +15,8 @@ from redis.exceptions import LockError, RedisError
 
 from core.conversation import ConversationKey
 from core.errors import StoreError
+from core.retry import BLIP, RetryPolicy
 from core.store.keys import KeySpace
-from core.store.protocol import BLIP_RETRY_DELAYS
 from core.store.redis_store import guarded, raise_if_cancelling
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,10 @@ class TurnCoordinator:
         keys: KeySpace | None = None,
         lease_seconds: float = 30.0,
         wait_seconds: float = 900.0,
+        retry: RetryPolicy = BLIP,
     ) -> None:
         self._redis = redis
+        self._retry = retry
         self._keys = keys or KeySpace()
         self._lease = lease_seconds
         self._wait = wait_seconds
@@ -168,16 +170,20 @@ class TurnCoordinator:
         Retried through a Redis blip: a mark left behind would tell the next turn that this
         one died.
         """
-        for delay in (*BLIP_RETRY_DELAYS, None):
+
+        async def clear() -> None:
             try:
                 await self._redis.eval(_END_RUNNING, 1, self._keys.running(key), token)
-                return
             except (RedisError, OSError) as exc:
                 raise_if_cancelling(exc)
-                if delay is None:
-                    log.warning("could not clear the running mark of %s: %s", key, exc)
-                    return
-                await asyncio.sleep(delay)
+                raise
+
+        try:
+            await self._retry.run(
+                clear, retry_on=(RedisError, OSError), what=f"clearing the running mark of {key}"
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("could not clear the running mark of %s: %s", key, exc)
 
     async def _keep(self, lock: Lock, lease: TurnLease, done: asyncio.Event) -> None:
         """Renew the lease and watch for stop requests from other replicas until ``done``."""

@@ -41,6 +41,7 @@ import redis.asyncio as aioredis
 
 from bots.telegram.dedup import UpdateDeduplicator
 from core.conversation import ConversationKey, Role, StoredMessage, Turn
+from core.marks import OnceMarks
 from core.store.codec import encode
 from core.store.keys import KeySpace
 from core.store.redis_store import RedisConversationStore
@@ -256,7 +257,7 @@ async def run_dedup(client: aioredis.Redis, updates: int) -> float:
     """Bytes of used_memory per Telegram update remembered by UpdateDeduplicator (24 h TTL)."""
     await client.flushall()
     before, _ = await _settled_memory(client)
-    dedup = UpdateDeduplicator(client, keys=KeySpace(), bot_id=7_000_000_001)
+    dedup = UpdateDeduplicator(OnceMarks(client, KeySpace()), bot_id=7_000_000_001)
     gate = asyncio.Semaphore(64)
 
     async def claim(update_id: int) -> None:

@@ -13,23 +13,27 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.runtime import Runtime
-from bots.slack import texts
-from bots.slack.budget import BudgetRates, Budgets
+from bots.runtime import Runtime, redact_url
 from bots.slack.commands import SlashCommands
-from bots.slack.errors import SLACK_FAILURES, error_code
+from bots.slack.dedup import EventDeduplicator
+from bots.slack.errors import SLACK_FAILURES, error_code, translate
 from bots.slack.handlers import SlackHandlers
 from bots.slack.memory import SlackMemory
 from bots.slack.modes import serve_http, serve_socket
+from bots.slack.pacing import BudgetRates, Budgets
 from bots.slack.replies import ReplyFactory, slack_limits
 from bots.slack.settings import SlackSettings, StreamMode
-from bots.slack.tasks import BackgroundTasks
-from core.errors import ConfigError
+from bots.tasks import BackgroundTasks
+from core.errors import BotError, ConfigError, PlatformError, RateLimited
+from core.marks import OnceMarks
+from core.phrases import phrases_for
+from core.retry import STARTUP, RetryPolicy
+from core.surfaces import SLACK
 
 log = logging.getLogger(__name__)
 
 SETTINGS = SlackSettings
-PHRASES = texts.PHRASES
+PHRASES = phrases_for(SLACK)
 
 
 def secret_values(settings: SlackSettings) -> list[str]:
@@ -72,6 +76,7 @@ def build_app(
     memory = SlackMemory(
         runtime.redis, runtime.keys, ttl_seconds=runtime.settings.history_ttl_seconds
     )
+    runtime.service.commands.user_data.append(memory)  # /forget reaches the adapter's memory
     rates = BudgetRates(
         update_interval=60.0 / settings.slack_updates_per_minute,
         stream_interval=60.0 / settings.slack_stream_appends_per_minute,
@@ -85,17 +90,15 @@ def build_app(
     )
     commands = SlashCommands(
         runtime.service,
-        runtime.settings,
         memory,
         scope=settings.slack_thread_scope,
-        phrases=runtime.service.phrases,
         replies=replies,
         tasks=tasks,
     )
     SlackHandlers(
         service=runtime.service,
-        settings=runtime.settings,
         memory=memory,
+        dedup=EventDeduplicator(OnceMarks(runtime.redis, runtime.keys)),
         replies=replies,
         tasks=tasks,
         scope=settings.slack_thread_scope,
@@ -105,25 +108,75 @@ def build_app(
     return app
 
 
-async def check_token(client: AsyncWebClient) -> None:
+# Error codes that say "Slack is having trouble", not "this token is wrong": worth another try.
+_TRANSIENT_CODES = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+
+def _advice(exc: BaseException) -> float | None:
+    """ratelimited waits its Retry-After, a 5xx or network error is retried, a bad token never."""
+    if isinstance(exc, SlackApiError):
+        failure = translate(exc, "start-up")
+        if isinstance(failure, RateLimited):
+            return failure.retry_after
+        transient = exc.response.status_code >= 500 or error_code(exc) in _TRANSIENT_CODES
+        return 0.0 if transient else None
+    return 0.0 if isinstance(exc, aiohttp.ClientError | TimeoutError) else None
+
+
+def _failure(exc: Exception, client: AsyncWebClient, variable: str, fix: str) -> BotError:
+    """One line for a start-up call that failed for good: what is wrong and what to set."""
+    api = f"SLACK_API_URL={redact_url(client.base_url)}"
+    if isinstance(exc, SlackApiError):
+        code = error_code(exc) or f"HTTP {exc.response.status_code}"
+        if _advice(exc) is None:
+            return ConfigError(f"Slack rejected {variable}: {code}; {fix}")
+        return PlatformError(f"Slack at {api} kept failing ({code}): try again later")
+    detail = str(exc).strip()
+    reason = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    if isinstance(exc, aiohttp.ClientError | TimeoutError):
+        return ConfigError(f"cannot reach Slack at {api}: {reason}")
+    return ConfigError(f"checking {variable} with Slack at {api} failed: {reason}")
+
+
+async def check_token(client: AsyncWebClient, *, retry: RetryPolicy = STARTUP) -> None:
     """auth.test once at start: a wrong token is a config error, not a silent bot."""
     try:
-        identity = await client.auth_test()
-    except SlackApiError as exc:
-        raise ConfigError(f"Slack rejected SLACK_BOT_TOKEN: {error_code(exc)}") from None
+        identity = await retry.run(
+            client.auth_test, retry_on=SLACK_FAILURES, what="Slack auth.test", advice=_advice
+        )
     except SLACK_FAILURES as exc:
-        raise ConfigError(f"cannot reach Slack at SLACK_API_URL: {type(exc).__name__}") from None
+        fix = (
+            "copy the Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page "
+            "into SLACK_BOT_TOKEN"
+        )
+        raise _failure(exc, client, "SLACK_BOT_TOKEN", fix) from None
     log.info("Slack: signed in as %s in team %s", identity.get("user_id"), identity.get("team_id"))
 
 
-async def check_app_token(client: AsyncWebClient, app_token: str) -> None:
+async def check_app_token(
+    client: AsyncWebClient, app_token: str, *, retry: RetryPolicy = STARTUP
+) -> None:
     """Socket Mode: a wrong SLACK_APP_TOKEN would make the SDK retry forever; say so instead."""
+
+    async def open_connection() -> object:
+        """apps.connections.open with the app-level token (the bot token cannot open it)."""
+        return await client.apps_connections_open(app_token=app_token)
+
     try:
-        await client.apps_connections_open(app_token=app_token)
-    except SlackApiError as exc:
-        raise ConfigError(f"Slack rejected SLACK_APP_TOKEN: {error_code(exc)}") from None
+        await retry.run(
+            open_connection,
+            retry_on=SLACK_FAILURES,
+            what="Slack apps.connections.open",
+            advice=_advice,
+        )
     except SLACK_FAILURES as exc:
-        raise ConfigError(f"cannot reach Slack at SLACK_API_URL: {type(exc).__name__}") from None
+        fix = (
+            "copy an app-level token (xapp-…) with the connections:write scope from the app's "
+            "Basic Information page into SLACK_APP_TOKEN"
+        )
+        raise _failure(exc, client, "SLACK_APP_TOKEN", fix) from None
 
 
 @contextlib.contextmanager
@@ -155,16 +208,16 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def run(runtime: Runtime, settings: SlackSettings) -> None:
-    """Run the Slack bot until cancelled or signalled."""
+async def run(runtime: Runtime, settings: SlackSettings, *, retry: RetryPolicy = STARTUP) -> None:
+    """Run the Slack bot until cancelled or signalled; ``retry`` paces the start-up calls."""
     timeout = aiohttp.ClientTimeout(total=settings.slack_api_timeout)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         client = web_client(settings, session)
-        await check_token(client)
+        await check_token(client, retry=retry)
         tasks = BackgroundTasks()
         app = build_app(runtime, settings, client, tasks)
         try:
-            await _serve(app, client, settings)
+            await _serve(app, client, settings, retry)
         finally:
             # Intake has stopped; replies in flight finish within the grace period or are
             # ended with a note, and their locks are released before the process exits.
@@ -172,13 +225,15 @@ async def run(runtime: Runtime, settings: SlackSettings) -> None:
             await tasks.close()
 
 
-async def _serve(app: AsyncApp, client: AsyncWebClient, settings: SlackSettings) -> None:
+async def _serve(
+    app: AsyncApp, client: AsyncWebClient, settings: SlackSettings, retry: RetryPolicy
+) -> None:
     """HTTP or Socket Mode until a signal or cancellation."""
     stop = asyncio.Event()
     with _stop_on_signals(stop):
         if settings.slack_app_token is not None:
             app_token = settings.slack_app_token.get_secret_value()
-            await check_app_token(client, app_token)
+            await check_app_token(client, app_token, retry=retry)
             await serve_socket(app, client, app_token, stop)
         else:
             host, port = settings.listen

@@ -13,23 +13,18 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.response import BoltResponse
 
-from bots.slack import texts
-from bots.slack.commands import (
-    RESET_ALL_CANCEL,
-    RESET_ALL_CONFIRM,
-    Invocation,
-    SlashCommands,
-)
-from bots.slack.events import PLATFORM, Inbound, Route, from_mention, from_message
+from bots.slack.commands import CONFIRM_NO, CONFIRM_YES, Invocation, SlashCommands
+from bots.slack.dedup import EventDeduplicator
+from bots.slack.inbound import Inbound, Route, from_mention, from_message
 from bots.slack.memory import SlackMemory
+from bots.slack.render import markdown_to_mrkdwn
 from bots.slack.replies import ReplyFactory
 from bots.slack.settings import ThreadScope
 from bots.slack.sink import ReplyTarget
-from bots.slack.tasks import BackgroundTasks
+from bots.tasks import BackgroundTasks
 from core.conversation import IncomingMessage
-from core.errors import BotError
+from core.errors import BotError, StoreError
 from core.service import ChatService
-from core.settings import CoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +38,8 @@ class SlackHandlers:
         self,
         *,
         service: ChatService,
-        settings: CoreSettings,
         memory: SlackMemory,
+        dedup: EventDeduplicator,
         replies: ReplyFactory,
         tasks: BackgroundTasks,
         scope: ThreadScope,
@@ -52,8 +47,8 @@ class SlackHandlers:
         dm_threads: bool = False,
     ) -> None:
         self._service = service
-        self._settings = settings
         self._memory = memory
+        self._dedup = dedup
         self._replies = replies
         self._tasks = tasks
         self._scope = scope
@@ -66,23 +61,17 @@ class SlackHandlers:
         app.event("message")(self.on_message)
         app.event("app_mention")(self.on_mention)
         app.command("/parley")(self.on_command)
-        app.action(RESET_ALL_CONFIRM)(self.on_reset_all_confirm)
-        app.action(RESET_ALL_CANCEL)(self.on_reset_all_cancel)
+        app.action(CONFIRM_YES)(self.on_confirm)
+        app.action(CONFIRM_NO)(self.on_cancel)
 
     # -- events ----------------------------------------------------------------------------
 
     async def deduplicate(self, body: dict[str, Any], next: Next) -> BoltResponse | None:
         """Each event_id is handled once across replicas; Slack's retries are acked and dropped."""
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id:
-            try:
-                first = await self._memory.first_delivery(str(event_id))
-            except RedisError as exc:
-                log.warning("event dedup unavailable (%s); handling %s anyway", exc, event_id)
-                first = True
-            if not first:
-                log.info("event %s already handled; acknowledging the retry", event_id)
-                return BoltResponse(status=200, body="")
+        if event_id and not await self._dedup.first_delivery(str(event_id)):
+            log.info("event %s already handled; acknowledging the retry", event_id)
+            return BoltResponse(status=200, body="")
         await next()
         return None
 
@@ -115,14 +104,14 @@ class SlackHandlers:
             log.error("cannot reach Redis for a Slack message: %s", exc)
         target = inbound.target()
         if not inbound.text and inbound.has_files:
-            self._tasks.spawn(self._note(target, texts.TEXT_ONLY), name="slack note")
+            notice = self._service.phrases.text_only
+            self._tasks.spawn(self._note(target, notice), name="slack note")
             return  # an empty text goes on: the core answers it with a hint
         message = IncomingMessage(
             key=inbound.key(self._scope),
             text=inbound.text,
             user_id=inbound.user,
             message_id=inbound.ts,
-            is_admin=self._settings.is_admin(PLATFORM, inbound.user),
             workspace=inbound.team,
         )
         self._tasks.spawn(self._answer(message, target), name=f"slack answer {inbound.ts}")
@@ -133,7 +122,7 @@ class SlackHandlers:
             inbound.channel, inbound.thread_ts or ""
         ):
             return False
-        if not await self._memory.claim_message(inbound.channel, inbound.ts):
+        if not await self._dedup.claim_message(inbound.channel, inbound.ts):
             return False
         if inbound.is_dm:
             await self._memory.set_latest(inbound.channel, inbound.user, inbound.reply_thread or "")
@@ -171,29 +160,35 @@ class SlackHandlers:
         )
         try:
             reply = await self._commands.run(call)
-        except (BotError, RedisError) as exc:
+        except RedisError as exc:  # the adapter's own memory (which thread is the latest)
             log.error("/parley %s failed: %s", call.text, exc)
-            await ack(text=BotError.user_message, response_type="ephemeral")
+            await ack(text=StoreError.user_message, response_type="ephemeral")
             return
         await ack(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
 
-    async def on_reset_all_confirm(
-        self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond
+    async def on_confirm(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """Yes on a question: the core decides; a settled question replaces the prompt."""
+        await self._on_answer(ack, body, respond, yes=True)
+
+    async def on_cancel(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """No on a question."""
+        await self._on_answer(ack, body, respond, yes=False)
+
+    async def _on_answer(
+        self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond, *, yes: bool
     ) -> None:
-        """The reset-all button: ack, re-check the clicker's rights, then forget everything."""
+        """Ack at once, then let the core check the presser, the expiry, and act."""
         await ack()
         user_id = str((body.get("user") or {}).get("id", ""))
-        try:
-            text = await self._commands.confirm_reset_all(user_id)
-        except (BotError, RedisError) as exc:
-            log.error("reset-all failed: %s", exc)
-            text = BotError.user_message
-        await respond(text=text, replace_original=True)
-
-    async def on_reset_all_cancel(self, ack: AsyncAck, respond: AsyncRespond) -> None:
-        """The cancel button."""
-        await ack()
-        await respond(text=texts.RESET_ALL_CANCELLED, replace_original=True)
+        team_id = str((body.get("team") or {}).get("id", ""))
+        actions = body.get("actions") or [{}]
+        question = str(actions[0].get("value", ""))
+        reply = await self._commands.answer(user_id, team_id, question, yes)
+        text = markdown_to_mrkdwn(reply.text)
+        if reply.settles:
+            await respond(text=text, replace_original=True)
+        else:  # someone else pressed it: tell only them, leave the question standing
+            await respond(text=text, replace_original=False, response_type="ephemeral")
 
 
 def _bot(context: AsyncBoltContext) -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from core.store.keys import KeySpace
-
-DEDUP_SECONDS = 3600  # Slack retries an event for a few minutes; an hour leaves a wide margin
+from core.store.redis_store import guarded
 
 
 class SlackMemory:
-    """Handled events and messages, threads Parley is part of, each user's latest thread."""
+    """Threads Parley is part of, and each person's latest thread per channel."""
 
     def __init__(self, redis: Redis, keys: KeySpace, *, ttl_seconds: int) -> None:
         self._redis = redis
@@ -20,17 +19,6 @@ class SlackMemory:
     def _key(self, *parts: str) -> str:
         """A key under Parley's prefix."""
         return self._keys.named("slack", *parts)
-
-    async def first_delivery(self, event_id: str) -> bool:
-        """True once per event_id across replicas; Slack's retries then find it taken."""
-        return bool(
-            await self._redis.set(self._key("event", event_id), 1, nx=True, ex=DEDUP_SECONDS)
-        )
-
-    async def claim_message(self, channel: str, ts: str) -> bool:
-        """True once per message: a mention arrives both as app_mention and as message."""
-        key = self._key("msg", channel, ts)
-        return bool(await self._redis.set(key, 1, nx=True, ex=DEDUP_SECONDS))
 
     async def joined(self, channel: str, thread_ts: str, user: str) -> None:
         """Parley answers in this thread from now on; remember it as the user's latest too."""
@@ -53,3 +41,15 @@ class SlackMemory:
         if value is None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def forget_user(self, platform: str, user: str) -> None:
+        """/forget: drop which thread was this person's latest, in every channel."""
+        if platform != "slack":
+            return
+        pattern = self._key("last", "*", user)
+
+        async def run() -> None:
+            async for name in self._redis.scan_iter(match=pattern, count=500):
+                await self._redis.unlink(name)
+
+        await guarded("forget", run)

@@ -11,6 +11,8 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from core.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
@@ -40,7 +42,11 @@ async def serve_http(app: AsyncApp, host: str, port: int, stop: asyncio.Event) -
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # the port is taken or the address is not ours: say which setting
+            where = f"SLACK_HTTP_LISTEN={host}:{port}"
+            raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}") from None
         log.info("Slack HTTP mode: listening on %s:%d%s", host, port, EVENTS_PATH)
         await stop.wait()
     finally:

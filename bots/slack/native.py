@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack.budget import Budget, SlackPacer
 from bots.slack.errors import SLACK_FAILURES, STREAM_OVER, error_code, translate
+from bots.slack.pacing import Budget, SlackPacer
 from bots.slack.render import render_stream_markdown
 from bots.slack.sink import ReplyTarget, SlackSink
 from core.errors import PlatformError, RateLimited

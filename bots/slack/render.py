@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from markdown_to_mrkdwn import SlackMarkdownConverter
 
@@ -24,9 +25,34 @@ _REASONING_LABEL = "💭"
 # neither spans a line.
 _LINK_TEXT = r"(?:[^\[\]\n]|\[[^\[\]\n]*\])+"
 _URL = r"(?:[^()\n]|\([^()\n]*\))+"
-_LINEAR_RULES = {
-    r"\[(.+?)\]\((.+?)\)": re.compile(rf"\[({_LINK_TEXT})\]\(({_URL})\)"),
-    r"!\[.*?\]\((.+?)\)": re.compile(rf"!\[(?:{_LINK_TEXT})?\]\(({_URL})\)"),
+# Only web and mail links become Slack links: the converter's `<url|label>` would turn
+# `[x](!here)` into `<!here|x>` (an @here ping), `[x](@U…)` into a user mention, `[x](#C…)` into
+# a channel link, `[x](!subteam^S…)` into a group ping.
+_WEB_LINK = re.compile(r"(?:https?://|mailto:)", re.IGNORECASE)
+_WEB_SCHEMES = ("http://", "https://", "mailto:")
+_WEB_LINK_MARKUP = re.compile(r"<(?:https?://|mailto:)[^<>\n]*>", re.IGNORECASE)
+
+_Replacement = str | Callable[[re.Match[str]], str]
+_Rule = tuple[re.Pattern[str], _Replacement]
+
+
+def _link(match: re.Match[str]) -> str:
+    """`[label](url)` → `<url|label>` for a web or mail link; any other target stays text."""
+    label, url = match[1], match[2]
+    return f"<{url}|{label}>" if _WEB_LINK.match(url) else f"{label} ({url})"
+
+
+def _image(match: re.Match[str]) -> str:
+    """`![alt](url)` → `<url>` for a web or mail address; any other target stays text."""
+    alt, url = match[1] or "", match[2]
+    if _WEB_LINK.match(url):
+        return f"<{url}>"
+    return f"{alt} ({url})" if alt else url
+
+
+_LINEAR_RULES: dict[str, _Rule] = {
+    r"\[(.+?)\]\((.+?)\)": (re.compile(rf"\[({_LINK_TEXT})\]\(({_URL})\)"), _link),
+    r"!\[.*?\]\((.+?)\)": (re.compile(rf"!\[({_LINK_TEXT})?\]\(({_URL})\)"), _image),
 }
 
 
@@ -70,9 +96,9 @@ def _release_lone_stars(line: str) -> str:
     return line.replace(_STAR_HOLD, "*")
 
 
-def _linear(rules: list[tuple[re.Pattern[str], str]]) -> list[tuple[re.Pattern[str], str]]:
-    """The converter's rules with the backtracking-prone ones swapped for linear-time ones."""
-    return [(_LINEAR_RULES.get(pattern.pattern, pattern), repl) for pattern, repl in rules]
+def _linear(rules: list[_Rule]) -> list[_Rule]:
+    """The converter's rules with its link and image rules swapped for linear, safe ones."""
+    return [_LINEAR_RULES.get(pattern.pattern, (pattern, repl)) for pattern, repl in rules]
 
 
 def _new_converter() -> SlackMarkdownConverter:
@@ -91,13 +117,22 @@ def _letters(text: str) -> Counter[str]:
     return Counter(c for c in text if c.isalnum())
 
 
+def _only_web_links(mrkdwn: str) -> bool:
+    """Whether every `<` in converted text opens a whole web or mail link (nothing that pings)."""
+    return "<" not in _WEB_LINK_MARKUP.sub("", mrkdwn)
+
+
 def markdown_to_mrkdwn(markdown: str) -> str:
-    """Model Markdown → Slack mrkdwn; escaped text instead if conversion would drop content."""
+    """Model Markdown → Slack mrkdwn; escaped text instead if conversion would drop content.
+
+    Also escaped text if the conversion holds a `<` that is not one whole web or mail link: a
+    safety net should a converter rule (or a new converter version) make `<!…>`, `<@…>`, `<#…>`.
+    """
     escaped = _escape_markdown(markdown)
     converted: str = _new_converter().convert(escaped)
     # Task boxes become ☐/☑ on purpose: the x is markup, not content.
     expected = _letters(_TASK.sub(r"\1- ☐ ", escaped))
-    if _letters(converted) != expected:
+    if _letters(converted) != expected or not _only_web_links(converted):
         return escaped.strip()
     return converted
 
@@ -134,17 +169,94 @@ def render_stream_markdown(content: Sequence[Segment]) -> str:
     """The appendable part of a message for native streams: Slack renders Markdown itself there.
 
     Status lines change every second and cannot be un-appended, so they are left out (the
-    assistant status shows progress instead).
+    assistant status shows progress instead). Slack parses `<!here>`, `<@U…>` and `<url|label>`
+    in Markdown too, so the text is escaped and links to anything but the web or mail are broken
+    (see `stream_safe`).
     """
     parts = []
     for segment in content:
         if not segment.text.strip() or segment.kind is SegmentKind.STATUS:
             continue
         if segment.kind is SegmentKind.ANSWER:
-            parts.append(segment.text)
+            parts.append(stream_safe(segment.text, quotes=True))
         elif segment.kind is SegmentKind.NOTICE:
-            parts.append(f"_{segment.text}_")
+            parts.append(f"_{stream_safe(segment.text, growing=False)}_")
         else:
-            lines = f"{_REASONING_LABEL} {segment.text}".split("\n")
+            lines = stream_safe(f"{_REASONING_LABEL} {segment.text}").split("\n")
             parts.append("\n".join(f"> {line}" for line in lines))
     return "\n\n".join(parts)
+
+
+# Where a Markdown link's target starts: after `](`, or after the `]:` of a reference definition
+# (`[label]: target` whose label opens the line, after quote and list markers, or continues from
+# the line before). Both linear: no two parts of a pattern can match the same characters.
+_INLINE_LINK = re.compile(r"\]\(")
+_DEFINITION = re.compile(r"^(?:(?:[ \t>*+\-]|\d+[.)])*\[)?(?:\\.|[^\\\[\]\n])*\]:", re.MULTILINE)
+_SPACE = re.compile(r"\s*")
+_Wait = Literal["scheme", "target", "nothing"]
+_LINK_BREAK = "\u200b"  # zero-width space: `]\u200b(` shows as written but is no link
+
+
+def _web_target(text: str, start: int, *, wait: _Wait) -> bool:
+    """Whether the link target after `start` is a web or mail address, or may still become one.
+
+    Streamed text only grows, and breaking a link later would rewrite what was already appended,
+    so a target the text ends in may wait: an inline link's while it may still become a web
+    address ("ht", ``wait="scheme"``: the link needs its `)` anyway); a reference definition's
+    only before it begins (``"target"``: it needs no closing mark, "h" would be a live link).
+    """
+    space = _SPACE.match(text, start)
+    start = space.end() if space else start
+    head = text[start : start + len("https://")].lower()
+    if head.startswith(_WEB_SCHEMES):
+        return True
+    if start + len(head) < len(text):
+        return False  # the target goes on: decided
+    if wait == "scheme":
+        return any(scheme.startswith(head) for scheme in _WEB_SCHEMES)
+    return wait == "target" and not head
+
+
+def _break_links(text: str, *, growing: bool) -> str:
+    """A zero-width space after the `]` of every link whose target is not a web or mail address.
+
+    The break goes after the `]`, which never moves earlier text: what a shorter text rendered
+    stays a prefix of what the longer one renders (the native stream appends the difference).
+    Text that is ``growing`` may end in a link still being written; other text (a notice, which
+    its closing `_` follows) leaves nothing undecided. Links are found generously (also in code,
+    where Slack would not link one): a false positive only costs an invisible character.
+    """
+    inline: _Wait = "scheme" if growing else "nothing"
+    definition: _Wait = "target" if growing else "nothing"
+    breaks = {
+        m.start() + 1
+        for m in _INLINE_LINK.finditer(text)
+        if not _web_target(text, m.end(), wait=inline)
+    }
+    breaks.update(
+        m.end() - 1
+        for m in _DEFINITION.finditer(text)
+        if not _web_target(text, m.end(), wait=definition)
+    )
+    if not breaks:
+        return text
+    pieces, last = [], 0
+    for cut in sorted(breaks):
+        pieces += [text[last:cut], _LINK_BREAK]
+        last = cut
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+def stream_safe(text: str, *, quotes: bool = False, growing: bool = True) -> str:
+    """Untrusted text as Markdown for a native stream: no ping, mention or non-web link.
+
+    `&`, `<` and `>` are escaped (Slack's control characters); with ``quotes``, the `>` quote
+    markers that open a line stay. Links to anything but http(s) and mailto are broken; text
+    that is not ``growing`` may not end in a link still to be decided (see `_break_links`).
+    """
+    lines = []
+    for line in _break_links(text, growing=growing).split("\n"):
+        keep = len(line) - len(line.lstrip(" \t>")) if quotes else 0
+        lines.append(line[:keep] + escape(line[keep:]))
+    return "\n".join(lines)

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack.budget import Budget, Budgets
 from bots.slack.native import NativeStreamSink
+from bots.slack.pacing import Budget, Budgets
 from bots.slack.settings import StreamMode
 from bots.slack.sink import ReplyTarget, SlackSink
 from core.sink import LengthUnit, Segment, SegmentKind, SinkLimits

@@ -9,8 +9,8 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack.budget import Budget, SlackPacer
 from bots.slack.errors import SLACK_FAILURES, translate
+from bots.slack.pacing import Budget, SlackPacer
 from bots.slack.render import Rendered, render
 from core.errors import MessageRejected, RateLimited
 from core.sink import Content, MessageRef, SinkLimits

@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Coroutine
 from typing import Any
 
-from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Bot, CallbackQuery, LinkPreviewOptions, ReplyParameters, Update
 from telegram.error import TelegramError
 
-from bots.telegram import commands as texts
-from bots.telegram.commands import Confirmation
+from bots.tasks import BackgroundTasks
+from bots.telegram.commands import arguments, buttons, parse_answer, parse_command
 from bots.telegram.dedup import UpdateDeduplicator
 from bots.telegram.errors import translate
+from bots.telegram.inbound import PLATFORM, Action, Me, Routed, conversation_key, route
 from bots.telegram.pacing import Pacers
 from bots.telegram.settings import StreamMode, TelegramSettings
 from bots.telegram.sink import DraftSink, EditSink, ReplyTarget, payloads, telegram_limits
-from bots.telegram.updates import (
-    ADMIN_COMMANDS,
-    PLATFORM,
-    Action,
-    Me,
-    Routed,
-    conversation_key,
-    route,
-)
-from core.errors import BotError
+from core.commands import Caller, CommandName, CommandRequest, Reply
+from core.notes import say
 from core.service import ChatService
-from core.settings import CoreSettings
 from core.sink import MessageSink, Segment, SegmentKind
 
 log = logging.getLogger(__name__)
@@ -45,7 +35,6 @@ class TelegramHandlers:
         bot: Bot,
         me: Me,
         service: ChatService,
-        core: CoreSettings,
         settings: TelegramSettings,
         pacers: Pacers,
         dedup: UpdateDeduplicator,
@@ -53,11 +42,10 @@ class TelegramHandlers:
         self._bot = bot
         self._me = me
         self._service = service
-        self._core = core
         self._settings = settings
         self._pacers = pacers
         self._dedup = dedup
-        self._replies: set[asyncio.Task[Any]] = set()
+        self._replies = BackgroundTasks()
         self._handling = 0
 
     # -- entry point ---------------------------------------------------------------------------
@@ -66,12 +54,7 @@ class TelegramHandlers:
         """Decide, claim the update id, act. Never raises: one bad update must not stop others."""
         self._handling += 1
         try:
-            routed = route(
-                update,
-                self._me,
-                scope=self._settings.telegram_group_scope,
-                is_admin=self._is_admin,
-            )
+            routed = route(update, self._me, scope=self._settings.telegram_group_scope)
             if routed.action is Action.IGNORE:
                 log.debug("update %d ignored: %s", update.update_id, routed.reason)
                 return
@@ -86,12 +69,7 @@ class TelegramHandlers:
 
     async def close(self, grace: float = 5.0) -> None:
         """Let running replies finish for ``grace`` seconds, then cancel the rest."""
-        if not self._replies:
-            return
-        _, pending = await asyncio.wait(set(self._replies), timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._replies.close(grace)
 
     @property
     def running_replies(self) -> int:
@@ -113,7 +91,7 @@ class TelegramHandlers:
         target = routed.target
         assert target is not None
         if routed.action is Action.UNSUPPORTED:
-            await self._say(target, texts.TEXT_ONLY)
+            await self._say(target, self._service.phrases.text_only)
         elif routed.action is Action.CHAT:
             assert routed.message is not None
             self._spawn(self._service.handle(routed.message, self.sink(target)), routed)
@@ -135,111 +113,43 @@ class TelegramHandlers:
 
     def _spawn(self, work: Coroutine[Any, Any, object], routed: Routed) -> None:
         """Run a reply in its own task so the update loop stays free (/stop must get through)."""
-        task = asyncio.create_task(work, name=f"reply {routed.chat_id}/{routed.user_id}")
-        self._replies.add(task)
-        task.add_done_callback(self._reply_done)
+        self._replies.spawn(_ignore_result(work), f"reply {routed.chat_id}/{routed.user_id}")
 
-    def _reply_done(self, task: asyncio.Task[Any]) -> None:
-        self._replies.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("a reply failed", exc_info=task.exception())
-
-    async def _say(self, target: ReplyTarget, markdown: str) -> None:
-        """One short message from Parley (Markdown), paced like everything else in the chat."""
-        sink = self.sink(target)
-        try:
-            await sink.pacer.acquire()
-            await sink.send((Segment(SegmentKind.ANSWER, markdown),), final=True)
-        except BotError as exc:
-            log.warning("could not reply in chat %d: %s", target.chat_id, exc)
-
-    def _is_admin(self, user_id: str) -> bool:
-        return self._core.is_admin(PLATFORM, user_id)
+    async def _say(self, target: ReplyTarget, text: str) -> None:
+        """One short note from Parley, paced like everything else in the chat."""
+        await say(self.sink(target), text)
 
     # -- commands ------------------------------------------------------------------------------
 
+    def _caller(self, routed: Routed) -> Caller:
+        """Who sent the command: Telegram's own sender id, and the chat it came from."""
+        return Caller(PLATFORM, routed.user_id, str(routed.chat_id))
+
     async def _command(self, routed: Routed, target: ReplyTarget) -> None:
-        name = routed.command
-        key = conversation_key(routed, scope=self._settings.telegram_group_scope)
-        admin = self._is_admin(routed.user_id)
-        phrases = self._service.phrases
-        if name == "start":
-            await self._say(target, texts.start_text(self._me.name, self._me.username))
-        elif name == "help":
-            await self._say(target, texts.help_text(admin=admin))
-        elif name == "stop":
-            if await self._guard(target, self._service.stop(key)) is False:
-                await self._say(target, phrases.nothing_running)
-        elif name == "retry":
-            self._spawn(self._service.retry(key, self.sink(target), user_id=routed.user_id), routed)
-        elif name == "reset":
-            if await self._guard(target, self._service.reset(key)) is not None:
-                await self._say(target, phrases.reset_done)
-        elif name == "forget":
-            removed = await self._guard(target, self._service.forget(PLATFORM, routed.user_id))
-            if removed is not None:
-                await self._say(target, texts.FORGOTTEN.format(count=removed))
-        elif name in ADMIN_COMMANDS:
-            if not admin:
-                log.warning("user %s tried admin command /%s", routed.user_id, name)
-                await self._say(target, phrases.not_admin)
-                return
-            await self._admin(name, routed, target)
-        else:
-            await self._say(target, texts.UNKNOWN.format(command=name))
-
-    async def _admin(self, name: str, routed: Routed, target: ReplyTarget) -> None:
-        service = self._service
-        actor = f"{PLATFORM}:{routed.user_id}"  # for the core's audit log
-        if name == "reset_user":
-            user = routed.args.split()[0] if routed.args.split() else ""
-            if not user.isdigit():
-                await self._say(target, texts.RESET_USER_USAGE)
-                return
-            removed = await self._guard(target, service.reset_user(PLATFORM, user, actor=actor))
-            if removed is not None:
-                await self._say(target, f"Removed {removed} conversation(s) of user {user}.")
-        elif name == "reset_chat":
-            removed = await self._guard(
-                target, service.reset_chat(PLATFORM, str(target.chat_id), actor=actor)
-            )
-            if removed is not None:
-                await self._say(target, f"Removed {removed} conversation(s) in this chat.")
-        elif name == "stats":
-            stats = await self._guard(target, service.stats())
-            if stats is not None:
-                await self._say(target, texts.stats_text(stats))
-        elif name == "reset_all":
-            await self._ask_reset_all(routed, target)
-
-    async def _guard(self, target: ReplyTarget, work: Coroutine[Any, Any, Any]) -> Any:
-        """Run a store operation; on failure tell the user and return None."""
-        try:
-            return await work
-        except BotError as exc:
-            log.error("command failed: %s", exc)
-            await self._say(target, exc.user_message)
-            return None
-
-    async def _ask_reset_all(self, routed: Routed, target: ReplyTarget) -> None:
-        """/reset_all only acts after the same admin presses "Yes" within two minutes."""
-        now = int(time.time())
-        buttons = InlineKeyboardMarkup(
-            [
-                [
-                    InlineKeyboardButton(
-                        "Yes, delete everything",
-                        callback_data=Confirmation("reset_all", True, routed.user_id, now).data(),
-                    ),
-                    InlineKeyboardButton(
-                        "Cancel",
-                        callback_data=Confirmation("reset_all", False, routed.user_id, now).data(),
-                    ),
-                ]
-            ]
+        """Parse, let the core decide, draw the reply (or stream the turn it starts)."""
+        name = parse_command(routed.command)
+        if name is None:
+            await self._show(target, self._service.commands.unknown(PLATFORM, f"/{routed.command}"))
+            return
+        request = CommandRequest(
+            name,
+            self._caller(routed),
+            key=conversation_key(routed, scope=self._settings.telegram_group_scope),
+            args=arguments(routed.args),
         )
+        reply = await self._service.command(request)
+        if reply.turn is not None:  # the answer itself is the reply: no "answering again" note
+            self._spawn(self._service.submit(reply.turn, self.sink(target)), routed)
+            return
+        await self._show(target, reply)
+
+    async def _show(self, target: ReplyTarget, reply: Reply) -> None:
+        """A command's reply as one message, with yes/no buttons if it asks a question."""
+        if not reply.text:
+            return
+        markup = buttons(reply.question) if reply.question is not None else None
         sink = self.sink(target)
-        text, entities = payloads((Segment(SegmentKind.ANSWER, texts.CONFIRM_RESET_ALL),))[0]
+        text, entities = payloads((Segment(SegmentKind.ANSWER, reply.text),))[0]
         try:
             await sink.pacer.acquire()
             await self._bot.send_message(
@@ -247,35 +157,37 @@ class TelegramHandlers:
                 text,
                 entities=entities or None,
                 message_thread_id=target.thread_id,
-                reply_markup=buttons,
+                reply_parameters=ReplyParameters(target.reply_to, allow_sending_without_reply=True)
+                if target.reply_to is not None
+                else None,
+                reply_markup=markup,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
         except TelegramError as exc:
-            log.warning("could not ask for confirmation: %s", translate(exc))
+            log.warning("could not reply in chat %d: %s", target.chat_id, translate(exc))
 
     async def _on_button(self, query: CallbackQuery, routed: Routed) -> None:
-        """An inline button: only the confirmation of /reset_all exists."""
-        confirmation = Confirmation.parse(routed.data)
-        notice = ""
-        outcome = ""
-        if confirmation is None or confirmation.action != "reset_all":
-            notice = "This button no longer does anything."
-        elif confirmation.user_id != routed.user_id or not self._is_admin(routed.user_id):
-            notice = "Only the admin who asked can answer this."
-        elif confirmation.expired(time.time()):
-            notice = outcome = "This confirmation expired; send /reset_all again."
-        elif not confirmation.yes:
-            notice = outcome = "Cancelled. Nothing was deleted."
-        else:
-            try:
-                removed = await self._service.reset_all(actor=f"{PLATFORM}:{routed.user_id}")
-                notice = outcome = f"Deleted all {removed} conversation(s)."
-            except BotError as exc:
-                log.error("reset_all failed: %s", exc)
-                notice = outcome = exc.user_message
-        with contextlib.suppress(TelegramError):
-            await query.answer(notice, show_alert=not outcome)
-        if outcome and query.message is not None:
+        """A yes/no button: the core decides; a settled question replaces the prompt."""
+        answer = parse_answer(routed.data)
+        if answer is None:
+            with contextlib.suppress(TelegramError):
+                await query.answer(self._service.phrases.stale_button, show_alert=True)
+            return
+        request = CommandRequest(CommandName.CONFIRM, self._caller(routed), args=answer)
+        reply = await self._service.command(request)
+        with contextlib.suppress(TelegramError):  # answered at once: the button stops spinning
+            await query.answer(reply.text[:200], show_alert=not reply.settles)
+        if reply.settles and query.message is not None:
+            text, entities = payloads((Segment(SegmentKind.ANSWER, reply.text),))[0]
             with contextlib.suppress(TelegramError):  # the buttons go away with the new text
                 await self._bot.edit_message_text(
-                    outcome, chat_id=query.message.chat.id, message_id=query.message.message_id
+                    text,
+                    chat_id=query.message.chat.id,
+                    message_id=query.message.message_id,
+                    entities=entities or None,
                 )
+
+
+async def _ignore_result(work: Coroutine[Any, Any, object]) -> None:
+    """A reply's result is for tests and metrics; the task itself returns nothing."""
+    await work

@@ -8,6 +8,7 @@ obey Telegram's nesting rules, so the server shows exactly what we meant.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,11 @@ SEPARATOR = "\n\n"  # between segments, as core.sink.plain() joins them
 QUOTES = frozenset({"blockquote", "expandable_blockquote"})
 CODE = frozenset({"pre", "code"})
 FORMATTING = frozenset({"bold", "italic", "underline", "strikethrough", "spoiler"})
+# What model text may turn into: formatting, quotes, code, and links to the web or mail. Nothing
+# that names a user (text_mention, tg://user?id=… links), custom_emoji (the converter makes them
+# from tg://emoji links and drops their id), or any other link scheme (tg://, javascript:, …).
+SAFE_TYPES = FORMATTING | QUOTES | CODE
+_WEB_URL = re.compile(r"(?:https?://|mailto:)", re.IGNORECASE)
 # For two entities over the same range, the lower rank is the outer one.
 _RANK = {"blockquote": 0, "expandable_blockquote": 0, "pre": 1, "text_link": 2, "code": 3}
 
@@ -78,12 +84,27 @@ def markdown(source: str) -> Rendered:
         text = text.replace(standin, "<")
     if not text.strip():  # markup only ("```\n```", a run of backticks): show it as written,
         return Rendered(source.strip())  # not an empty message Telegram refuses
-    entities = tuple(
-        Entity(e.type, e.offset, e.length, url=e.url, language=e.language)
+    entities = (
+        Entity(e.type, e.offset, e.length, url=_restored(e.url, standin), language=e.language)
         for e in raw
         if e.length > 0
     )
-    return Rendered(text, entities)
+    return Rendered(text, tuple(e for e in entities if harmless(e)))
+
+
+def _restored(url: str | None, standin: str | None) -> str | None:
+    """A link's URL with the `<` stand-in swapped back, like the text."""
+    return url.replace(standin, "<") if url and standin else url
+
+
+def harmless(entity: Entity) -> bool:
+    """Whether an entity may come from untrusted text: it must not mention, ping or run a link.
+
+    The visible text stays either way; only the entity goes.
+    """
+    if entity.type == "text_link":
+        return entity.url is not None and _WEB_URL.match(entity.url) is not None
+    return entity.type in SAFE_TYPES
 
 
 def render_segment(segment: Segment) -> Rendered:
@@ -136,10 +157,11 @@ def sanitize(entities: Sequence[Entity]) -> tuple[Entity, ...]:
     """Sort entities and drop the ones Telegram would reject or silently discard.
 
     Kept: entities that are disjoint or properly nested. Dropped: partial overlaps, anything
-    inside pre/code, a quote inside a quote, and link-like entities inside each other.
+    inside pre/code, a quote inside a quote, link-like entities inside each other, and anything
+    untrusted text must not make (see `harmless`).
     """
     ordered = sorted(
-        (e for e in entities if e.length > 0 and e.offset >= 0),
+        (e for e in entities if e.length > 0 and e.offset >= 0 and harmless(e)),
         key=lambda e: (e.offset, -e.length, _RANK.get(e.type, 9)),
     )
     kept: list[Entity] = []

@@ -14,20 +14,23 @@ from rich.console import Console
 
 from bots.runtime import Runtime
 from bots.terminal.sink import LiveTerminalSink, TranscriptSink
+from core.commands import Caller, CommandRequest, TurnRequest
 from core.conversation import ConversationKey, IncomingMessage
 from core.service import ChatService
+from core.surfaces import TERMINAL
 
 PLATFORM = "terminal"
-HELP = """Commands:
-  /reset   forget this conversation
-  /retry   answer your last message again
-  /stop    stop the answer being written (Ctrl-C does the same)
-  /exit    leave (Ctrl-D too)"""
+_LEAVE = ("/exit", "/quit")
+
+
+def plain_markdown(text: str) -> str:
+    """A command reply for a terminal: the Markdown markers of bold and code dropped."""
+    return text.replace("**", "").replace("`", "")
 
 
 @dataclass
 class TerminalChat:
-    """One local user talking to the core; commands are answered here, text goes to the core."""
+    """One local user talking to the core; commands are parsed here and decided by the core."""
 
     service: ChatService
     user: str
@@ -40,33 +43,29 @@ class TerminalChat:
 
     def message(self, text: str) -> IncomingMessage:
         """A line typed by the user, as the core takes it."""
-        return IncomingMessage(
-            self.key, text, user_id=self.user, display_name=self.user, is_admin=True
-        )  # the person at the terminal owns this installation
+        return IncomingMessage(self.key, text, user_id=self.user, display_name=self.user)
 
-    async def command(self, line: str) -> bool | None:
-        """Run a slash command; False means exit, None means the line was not a command."""
-        name = line.split()[0].lower()
-        if name in ("/exit", "/quit"):
+    async def command(self, line: str) -> bool | TurnRequest:
+        """Run a slash command: False means leave, a TurnRequest is a turn to stream."""
+        word, _, rest = line.strip().partition(" ")
+        if word.lower() in _LEAVE:
             return False
-        if name == "/reset":
-            await self.service.reset(self.key)
-            self._say(self.service.phrases.reset_done)
-        elif name == "/stop":
-            stopped = await self.service.stop(self.key)
-            if not stopped:
-                self._say(self.service.phrases.nothing_running)
-        elif name == "/help":
-            self._say(HELP)
-        elif name == "/retry":
-            return None
-        else:
-            self._say(f"Unknown command {name}. " + HELP)
+        name = TERMINAL.parse(word)
+        if name is None:
+            self._say(self.service.commands.unknown(PLATFORM, word).text)
+            return True
+        caller = Caller(PLATFORM, self.user, "local")
+        request = CommandRequest(name, caller, key=self.key, args=tuple(rest.split()))
+        reply = await self.service.command(request)
+        if reply.turn is not None:
+            return reply.turn
+        if reply.text:
+            self._say(reply.text)
         return True
 
     def _say(self, text: str) -> None:
-        """A line from Parley itself."""
-        self.out.write(text + "\n")
+        """Lines from Parley itself."""
+        self.out.write(plain_markdown(text) + "\n")
         self.out.flush()
 
 
@@ -87,7 +86,7 @@ async def run_script(chat: TerminalChat, lines: TextIO) -> int:
                 return 0
             if outcome is True:
                 continue
-            await chat.service.retry(chat.key, sink, user_id=chat.user)
+            await chat.service.submit(outcome, sink)
         else:
             await chat.service.handle(chat.message(text), sink)
         sink.flush(chat.out)
@@ -111,11 +110,11 @@ async def run_interactive(chat: TerminalChat, console: Console) -> int:
     _start_reader(loop, queue)
     running: asyncio.Task[object] | None = None
     leave = asyncio.Event()
-    background: set[asyncio.Task[bool]] = set()
+    background: set[asyncio.Task[bool | TurnRequest]] = set()
 
     def on_interrupt() -> None:
         if running is not None and not running.done():
-            task = loop.create_task(chat.service.stop(chat.key))
+            task = loop.create_task(chat.command("/stop"))
             background.add(task)
             task.add_done_callback(background.discard)
         else:
@@ -148,7 +147,7 @@ async def run_interactive(chat: TerminalChat, console: Console) -> int:
                     break
                 if outcome is True:
                     continue
-                running = asyncio.create_task(_answer_retry(chat, sink))
+                running = asyncio.create_task(_answer_turn(chat, outcome, sink))
             else:
                 running = asyncio.create_task(_answer(chat, text, sink))
             await _wait_streaming(running, queue, chat)
@@ -156,7 +155,7 @@ async def run_interactive(chat: TerminalChat, console: Console) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.remove_signal_handler(signal.SIGINT)
         if running is not None and not running.done():
-            await chat.service.stop(chat.key)
+            await chat.command("/stop")
             await running
     console.print()
     return 0
@@ -170,10 +169,10 @@ async def _answer(chat: TerminalChat, text: str, sink: LiveTerminalSink) -> obje
         sink.close()
 
 
-async def _answer_retry(chat: TerminalChat, sink: LiveTerminalSink) -> object:
-    """The last message answered again."""
+async def _answer_turn(chat: TerminalChat, turn: TurnRequest, sink: LiveTerminalSink) -> object:
+    """A turn a command started (the last message answered again)."""
     try:
-        return await chat.service.retry(chat.key, sink, user_id=chat.user)
+        return await chat.service.submit(turn, sink)
     finally:
         sink.close()
 
@@ -191,7 +190,7 @@ async def _wait_streaming(
             break
         line = getter.result()
         if line is not None and line.strip().lower() == "/stop":
-            await chat.service.stop(chat.key)
+            await chat.command("/stop")
         else:
             held.append(line)
     for line in held:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx2
 import openai
@@ -25,8 +26,10 @@ from core.llm.events import (
 )
 from core.llm.sse import data_payloads
 from core.llm.think import ThinkSplitter
+from core.retry import OFF, RetryPolicy
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _CONTEXT_RE = re.compile(
     r"maximum context length is (\d+) tokens.*?(?:contains|requested) (?:at least )?(\d+)", re.S
@@ -74,14 +77,15 @@ class OpenAICompatibleClient:
         *,
         model: str = "",
         timeouts: Timeouts | None = None,
-        retries: int = 1,
+        retry: RetryPolicy = OFF,
     ) -> None:
         self._timeouts = timeouts or Timeouts()
         self._base_url = base_url.rstrip("/")
+        self._retry = retry  # requests that could not be sent; never a stream under way
         self._openai = openai.AsyncOpenAI(
             base_url=self._base_url,
             api_key=api_key or "EMPTY",
-            max_retries=retries,
+            max_retries=0,  # one retry schedule for the whole bot: core.retry
             timeout=httpx2.Timeout(
                 connect=self._timeouts.connect,
                 read=max(self._timeouts.first_token, self._timeouts.idle),
@@ -109,7 +113,9 @@ class OpenAICompatibleClient:
         if self._info is not None and not refresh:
             return self._info
         try:
-            listing = await self._openai.get("/models", cast_to=object)
+            listing = await self._sent(
+                lambda: self._openai.get("/models", cast_to=object), "asking for the models"
+            )
         except openai.OpenAIError as exc:
             raise _translate(exc) from exc
         served = _served_models(listing)
@@ -130,7 +136,10 @@ class OpenAICompatibleClient:
         root = self._base_url.removesuffix("/v1")
         body = {"model": info.id, "messages": [_message_json(m) for m in messages]}
         try:
-            result = await self._openai.post(f"{root}/tokenize", body=body, cast_to=object)
+            result = await self._sent(
+                lambda: self._openai.post(f"{root}/tokenize", body=body, cast_to=object),
+                "counting tokens",
+            )
         except openai.OpenAIError as exc:
             raise _translate(exc) from exc
         if not isinstance(result, dict) or not isinstance(result.get("count"), int):
@@ -152,15 +161,25 @@ class OpenAICompatibleClient:
             "stream_options": {"include_usage": True},
         }
         try:
-            async with self._openai.chat.completions.with_streaming_response.create(
-                **body
-            ) as response:
+            async with contextlib.AsyncExitStack() as stack:
+                response = await self._sent(
+                    lambda: stack.enter_async_context(
+                        self._openai.chat.completions.with_streaming_response.create(**body)
+                    ),
+                    "starting a completion",
+                )
                 async for event in self._events(data_payloads(response.iter_bytes())):
                     yield event
         except openai.OpenAIError as exc:
             raise _translate(exc) from exc
         except httpx2.HTTPError as exc:
             raise LLMUnavailable(f"the model stream broke: {exc!r}") from exc
+
+    async def _sent(self, request: Callable[[], Awaitable[T]], what: str) -> T:
+        """A request, sent again (core.retry) only if it could not be sent at all."""
+        return await self._retry.run(
+            request, retry_on=(openai.APIConnectionError,), what=f"{what} at {self._base_url}"
+        )
 
     async def _events(self, payloads: AsyncIterator[bytes]) -> AsyncIterator[StreamEvent]:
         """Parse SSE data payloads into events, enforcing first-token and idle timeouts.

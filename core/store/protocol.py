@@ -6,10 +6,6 @@ from typing import Protocol
 
 from core.conversation import ConversationKey, StoredMessage, StoreStats, Turn
 
-# Seconds between attempts of a write that must outlast a store blip (a Redis restart, a
-# failover): about 4 s in all.
-BLIP_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0)
-
 
 class ConversationStore(Protocol):
     """Per-conversation history; a turn is stored whole or not at all."""

@@ -1,30 +1,25 @@
-"""What must hold after any amount of chaos, read back from Redis, the fakes and the logs.
+"""What must hold after any amount of chaos, read back from Redis and the fakes.
 
 Shared by the chaos suite and the many-replicas test: every history is whole turns that
 alternate user/assistant with each answer belonging to its question; pacing is measured from
-what the fake platforms recorded; logs show no unhandled exception.
+what the fake platforms recorded. The logs are checked with tests.support.logs (no unhandled
+exception of the bot's).
 """
 
 from __future__ import annotations
 
-import gc
 import itertools
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import pytest
 import redis.asyncio as aioredis
 
 from core.conversation import ConversationKey, Role, StoredMessage
 from core.store.codec import decode_all
 from core.store.keys import KeySpace
-from tests.support.processes import PROBLEMS
 
 KEYS = KeySpace()
 ECHO = "You said: "  # the fake vLLM's default responder answers "You said: <message>"
-
-UNHANDLED = PROBLEMS  # what an unhandled exception leaves in a log
 
 
 def echo(text: str) -> str:
@@ -119,38 +114,3 @@ def min_gap(times: Iterable[float]) -> float:
     ordered = sorted(times)
     gaps = [b - a for a, b in itertools.pairwise(ordered)]
     return min(gaps, default=float("inf"))
-
-
-def _from_a_fake(record: logging.LogRecord) -> bool:
-    """A fake server's own complaint about a client that went away (the chaos does that)."""
-    if record.exc_info is None:
-        return False
-    text = record.exc_text or logging.Formatter().formatException(record.exc_info)
-    return "/tests/fakes/" in text and "/core/" not in text and "/bots/" not in text
-
-
-def unhandled_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """What the test's log records show of unhandled exceptions so far.
-
-    A garbage collection runs first, so a task that died unseen reports it now, not during a
-    later test. Records from the fakes' own servers about vanished clients are left out.
-    """
-    gc.collect()
-    records = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
-    unique = list({id(r): r for r in records}.values())
-    return unhandled_in_records(r for r in unique if not _from_a_fake(r))
-
-
-def unhandled_in_records(records: Iterable[logging.LogRecord]) -> list[str]:
-    """Log records that carry an exception or say one went unhandled."""
-    found = []
-    for record in records:
-        text = record.getMessage()
-        if record.exc_info is not None or UNHANDLED.search(text):
-            found.append(f"{record.levelname} {record.name}: {text[:300]}")
-    return found
-
-
-def unhandled_in_text(text: str) -> list[str]:
-    """Lines of a process log that show an unhandled exception."""
-    return [line for line in text.splitlines() if UNHANDLED.search(line)]

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 from bots.runtime import Runtime, open_runtime
 from core.conversation import ConversationKey, IncomingMessage
-from core.service import Outcome
+from core.results import Outcome
 from core.settings import CoreSettings
 from core.sink import SinkLimits
 from tests.chaos.invariants import check_history, echo, load_history, lock_keys, questions

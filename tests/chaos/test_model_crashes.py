@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from bots.runtime import Runtime, open_runtime
 from core.conversation import ConversationKey, IncomingMessage
 from core.errors import LLMUnavailable
-from core.service import Outcome, TurnResult
+from core.results import Outcome, TurnResult
 from core.settings import CoreSettings
 from core.sink import SegmentKind, SinkLimits
 from tests.chaos.invariants import check_history, echo, load_history, lock_keys, questions
@@ -27,6 +27,7 @@ from tests.chaos.support import FILLER, quick_thought
 from tests.fakes.fake_vllm import FakeVLLM
 from tests.services import RedisServer
 from tests.support.sinks import RecordingSink
+from tests.support.timing import patient
 
 KILLS = 50
 USERS = 2  # streams cut by every kill
@@ -72,8 +73,8 @@ def shows_answer(out: RecordingSink) -> bool:
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``condition``."""
-    deadline = time.monotonic() + timeout
+    """Poll ``condition`` (for up to patient(timeout) s)."""
+    deadline = time.monotonic() + patient(timeout)
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.002)

@@ -24,7 +24,7 @@ from bots.runtime import Runtime, open_runtime
 from core.conversation import ConversationKey, IncomingMessage
 from core.errors import StoreError
 from core.phrases import Phrases
-from core.service import Outcome
+from core.results import Outcome
 from core.settings import CoreSettings
 from core.sink import SinkLimits
 from tests.chaos.invariants import check_history, echo, load_history, lock_keys, questions

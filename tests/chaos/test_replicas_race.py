@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from bots.runtime import Runtime, open_runtime
 from core.conversation import ConversationKey, IncomingMessage
 from core.phrases import Phrases
-from core.service import Outcome, TurnResult
+from core.results import Outcome, TurnResult
 from core.settings import BusyPolicy, CoreSettings
 from core.sink import SinkLimits
 from tests.chaos.invariants import check_history, echo, load_history, lock_keys, questions
@@ -32,6 +32,7 @@ from tests.chaos.support import quick_thought
 from tests.fakes.fake_vllm import FakeVLLM
 from tests.services import RedisServer
 from tests.support.sinks import RecordingSink
+from tests.support.timing import patient
 
 REPLICAS = 4
 KEY = ConversationKey("slack", "D0RACE", "U0RACE")
@@ -62,6 +63,7 @@ def replicas(model: FakeVLLM, redis_server: RedisServer, redis_client: aioredis.
             llm_base_url=model.base_url,
             redis_url=redis_server.url,
             busy_policy=policy,
+            max_queued_per_conversation=20,  # every racer waits its turn (the line is tested apart)
             quota_messages_per_minute=0,
             lock_lease_seconds=3,
         )
@@ -132,7 +134,7 @@ async def test_replicas_racing_into_a_running_turn(
                 IncomingMessage(KEY, long_question, user_id=KEY.user), first_out
             )
         )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + patient(10)
         while not any("word" in text for text in first_out.texts()):
             assert time.monotonic() < deadline, "the long answer never started"
             await asyncio.sleep(0.005)
@@ -152,17 +154,21 @@ async def test_replicas_racing_into_a_running_turn(
         assert first_seen == echo(long_question)
     kinds: Counter[str] = Counter()
     for question, (result, seen) in zip(asked, outcomes, strict=True):
-        assert len(seen) == 1, seen  # one reply per message
         kinds[result.outcome.value] += 1
+        if result.outcome is Outcome.BUSY:
+            assert seen in ([busy], []), seen  # the busy note, given once a minute at most
+            continue
+        assert len(seen) == 1, seen  # one reply per message
         if result.outcome is Outcome.ANSWERED:
             assert seen == [echo(question)]
         elif result.outcome is Outcome.INTERRUPTED:
             assert seen[0].endswith(PHRASES.interrupted)
             assert echo(question).startswith(seen[0].removesuffix(PHRASES.interrupted).strip())
         else:
-            assert (policy, result.outcome, seen) == (BusyPolicy.REJECT, Outcome.BUSY, [busy])
+            raise AssertionError(f"unexpected {result.outcome} under {policy}: {seen}")
     if policy is BusyPolicy.REJECT:
         assert kinds == Counter({Outcome.BUSY.value: len(asked)})
+        assert sum(seen == [busy] for _, seen in outcomes) == 1  # told once, on any replica
     assert after[0].outcome is Outcome.ANSWERED
     history = await load_history(redis_client, KEY)
     report = check_history(str(KEY), history, answer_ok=lambda q, a: echo(q).startswith(a))

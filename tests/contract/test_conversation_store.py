@@ -19,6 +19,7 @@ from core.store.memory import InMemoryConversationStore
 from core.store.protocol import ConversationStore
 from core.store.redis_store import RedisConversationStore
 from tests.services import RedisServer, free_port
+from tests.support.timing import patient
 
 CAP = 6
 TTL = 3600
@@ -206,6 +207,9 @@ async def test_unreachable_redis_fails_fast_with_store_error() -> None:
             await store.load(ADA)
         with pytest.raises(StoreError):
             await store.append(ADA, turn(1))
-        assert time.monotonic() - started < 3, "our Redis options must not stall a turn"
+        # Refused connections fail in milliseconds; the bound (wall clock on a possibly busy
+        # machine, hence stretched) catches options that retry or wait for many seconds.
+        took = time.monotonic() - started
+        assert took < patient(3), "our Redis options must not stall a turn"
     finally:
         await client.aclose()

@@ -39,7 +39,7 @@ from core.llm.events import (
     TextDelta,
 )
 from core.phrases import Phrases
-from core.service import Outcome
+from core.results import Outcome
 from core.settings import CoreSettings
 from core.sink import SinkLimits
 from core.store.keys import KeySpace
@@ -52,7 +52,9 @@ from core.tokens import (
 )
 from tests.e2e.vllm_server import RealVllm, in_ci, start_vllm_server
 from tests.services import RedisServer
+from tests.support import commands
 from tests.support.sinks import RecordingSink
+from tests.support.timing import patient
 from tools.test_model_script import SCRIPTED_ANSWER, SCRIPTED_REASONING
 
 pytestmark = pytest.mark.vllm
@@ -200,8 +202,8 @@ class TappedLLM:
 
 def tap(runtime: Runtime, hook: EventHook | None = None) -> TappedLLM:
     """Put a tap between the runtime's chat service and its real model client."""
-    tapped = TappedLLM(runtime.service.llm, hook)
-    runtime.service.llm = tapped
+    tapped = TappedLLM(runtime.service.runner.answerer.llm, hook)
+    runtime.service.runner.answerer.llm = tapped
     return tapped
 
 
@@ -307,7 +309,7 @@ async def test_second_turn_carries_the_first_with_exact_prompt_sizes(
         first_sink, second_sink = sink(), sink()
         first = await rt.service.handle(message("My name is Ada."), first_sink)
         second = await rt.service.handle(message("What is my name?"), second_sink)
-        history = await rt.service.store.load(ADA)
+        history = await rt.service.runner.store.load(ADA)
     for result, out in ((first, first_sink), (second, second_sink)):
         assert result.outcome is Outcome.ANSWERED
         assert result.saved
@@ -353,7 +355,7 @@ async def test_stop_mid_answer_aborts_on_the_server_and_it_stays_healthy(
                 if not isinstance(event, TextDelta) or stop_requests:
                     return
                 if len("".join(shown).strip()) >= 10:
-                    stop_requests.append(await rt.service.stop(ADA))
+                    stop_requests.append(await commands.stop(rt.service, ADA))
                     # Let the service act on it now, before this token is taken (tokens that
                     # arrive in one burst would otherwise all be read in one go).
                     await asyncio.sleep(1)
@@ -362,12 +364,12 @@ async def test_stop_mid_answer_aborts_on_the_server_and_it_stays_healthy(
             tapped = tap(rt, stop_once_some_answer_is_out)
             out = sink()
             stopped = await rt.service.handle(message("Tell me everything."), out)
-            history_after_stop = await rt.service.store.load(ADA)
+            history_after_stop = await rt.service.runner.store.load(ADA)
             stopped_events = list(tapped.events)
 
             # The server dropped the request (it is no longer running and never finished: vLLM
             # counts requests that end, with any reason, but not aborted ones), and is healthy.
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + patient(10)
             while await metric(http, root, RUNNING) > 0:
                 assert time.monotonic() < deadline, "the stopped request kept running in vLLM"
                 await asyncio.sleep(0.05)
@@ -375,7 +377,7 @@ async def test_stop_mid_answer_aborts_on_the_server_and_it_stays_healthy(
             assert await health(http, root) == 200
 
             again = await rt.service.handle(message("Now all of it, please."), sink())
-            history = await rt.service.store.load(ADA)
+            history = await rt.service.runner.store.load(ADA)
             finished_after = await metric(http, root, FINISHED)
 
     assert stop_requests == [True]
@@ -445,7 +447,7 @@ async def test_server_killed_mid_answer_says_so_and_saves_no_half_turn(
         settings = settings_for(server.base_url, redis_server)
         async with open_runtime(settings) as rt:
             await rt.service.handle(message("Remember this first turn."), sink())
-            assert len(await rt.service.store.load(ADA)) == 2
+            assert len(await rt.service.runner.store.load(ADA)) == 2
             killed_at: list[int] = []
 
             async def kill_on_first_reasoning(event: StreamEvent) -> None:
@@ -457,11 +459,11 @@ async def test_server_killed_mid_answer_says_so_and_saves_no_half_turn(
             tapped = tap(rt, kill_on_first_reasoning)
             out = sink()
             result = await rt.service.handle(message("And now a long answer."), out)
-            history = await rt.service.store.load(ADA)
+            history = await rt.service.runner.store.load(ADA)
             # The next message, with the server gone, is told the same and stores nothing.
             later_sink = sink()
             later = await rt.service.handle(message("Are you there?"), later_sink)
-            history_later = await rt.service.store.load(ADA)
+            history_later = await rt.service.runner.store.load(ADA)
     finally:
         server.stop()
 

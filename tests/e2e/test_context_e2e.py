@@ -27,7 +27,7 @@ from core.conversation import ConversationKey, IncomingMessage, Role
 from core.llm.client import LLMClient, ModelInfo
 from core.llm.events import ChatMessage, SamplingParams, StreamEvent
 from core.phrases import Phrases
-from core.service import Outcome, TurnResult
+from core.results import Outcome, TurnResult
 from core.settings import CoreSettings
 from core.sink import SinkLimits
 from core.store.keys import KeySpace
@@ -87,8 +87,8 @@ class TappedLLM:
 
 
 def tap(runtime: Runtime) -> TappedLLM:
-    tapped = TappedLLM(runtime.service.llm)
-    runtime.service.llm = tapped
+    tapped = TappedLLM(runtime.service.runner.answerer.llm)
+    runtime.service.runner.answerer.llm = tapped
     return tapped
 
 
@@ -185,7 +185,7 @@ async def test_a_hundred_turns_fit_a_small_context_without_a_single_overflow(
     assert TRIMMED in Phrases().trimmed
     settings = settings_for(real_vllm_server.base_url, redis_server)
     async with open_runtime(settings) as rt:
-        limits = await rt.service.limits()
+        limits = await rt.service.runner.answerer.limits()
     assert limits.context_tokens == real_vllm_server.max_model_len
     assert limits.reply_tokens == MAX_TOKENS
     budget = limits.prompt_budget
@@ -265,7 +265,7 @@ async def test_message_larger_than_the_budget_is_refused_before_the_server(
     settings = settings_for(real_vllm_server.base_url, redis_server)
     async with open_runtime(settings) as rt:
         tapped = tap(rt)
-        budget = (await rt.service.limits()).prompt_budget
+        budget = (await rt.service.runner.answerer.limits()).prompt_budget
         limit = budget - PROMPT_OVERHEAD - USER_OVERHEAD  # the largest message that fits alone
 
         too_big = exact_text(limit + 1)
@@ -282,7 +282,7 @@ async def test_message_larger_than_the_budget_is_refused_before_the_server(
         just_fits = await rt.service.handle(
             IncomingMessage(key, exact_text(limit), user_id="b"), sink()
         )
-        history = await rt.service.store.load(key)
+        history = await rt.service.runner.store.load(key)
 
     phrases = Phrases()
     assert refused.outcome is Outcome.REFUSED
@@ -314,7 +314,7 @@ async def test_told_when_the_last_answer_is_what_tips_history_over_the_budget(
     settings = settings_for(real_vllm_server.base_url, redis_server)
     answer_cost = counter().count(SCRIPTED_ANSWER) + ASSISTANT_OVERHEAD
     async with open_runtime(settings) as rt:
-        budget = (await rt.service.limits()).prompt_budget
+        budget = (await rt.service.runner.answerer.limits()).prompt_budget
         first_size = budget - PROMPT_OVERHEAD - USER_OVERHEAD - 5  # the prompt leaves 5 tokens
         assert answer_cost > 5
         first_sink, second_sink = sink(), sink()

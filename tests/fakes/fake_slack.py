@@ -26,10 +26,17 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from tests.support.logs import fake_server_logger
+from tests.support.timing import patient
+
 TEXT_LIMIT = 40_000  # chat.postMessage / chat.update `text`
 SECTION_TEXT_LIMIT = 3_000  # section block text
 MARKDOWN_BLOCK_LIMIT = 12_000  # markdown block text, per payload
 STREAM_TEXT_LIMIT = 12_000  # markdown_text per chat.*Stream call
+# Slack wants an ack within 3 s. The fake waits patient(ACK_DEADLINE) for one, so a busy test
+# machine cannot fail a delivery; tests that check the ack came at once compare it with when the
+# answer came (see Delivery.seconds), not with a wall-clock budget alone.
+ACK_DEADLINE = 3.0
 MAX_BLOCKS = 50
 
 Json = dict[str, Any]
@@ -157,7 +164,7 @@ class FakeSlack:
         self._post_limit = (post_limit, post_window)
         self._post_windows: dict[str, SlidingWindow] = {}
         self._forced_limits: dict[str, float] = {}
-        self._forced_errors: dict[str, deque[str]] = defaultdict(deque)
+        self._forced_errors: dict[str, deque[tuple[str, int]]] = defaultdict(deque)
         self._seq = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
@@ -172,7 +179,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_get("/socket", self._handle_socket)
         app.router.add_post("/respond/{id}", self._handle_response_url)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, logger=fake_server_logger("slack"))
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -202,9 +209,10 @@ class FakeSlack:
         """Answer `method` with 429 ratelimited for the next `seconds`."""
         self._forced_limits[method] = time.monotonic() + seconds
 
-    def force_error(self, method: str, error: str, times: int = 1) -> None:
-        """Answer the next `times` calls of `method` with `{"ok": false, "error": error}`."""
-        self._forced_errors[method].extend([error] * times)
+    def force_error(self, method: str, error: str, times: int = 1, *, status: int = 200) -> None:
+        """Answer the next `times` calls of `method` with `{"ok": false, "error": error}`
+        (HTTP `status`: Slack's errors come with 200, an outage with a 5xx)."""
+        self._forced_errors[method].extend([(error, status)] * times)
 
     def expire_streams(self) -> None:
         """End every native stream now, as Slack does about five minutes after it started."""
@@ -370,8 +378,10 @@ class FakeSlack:
 
     # ----------------------------------------------------------------- Socket Mode
 
-    async def push(self, kind: str, payload: Json, *, timeout: float = 3.0) -> Json:
-        """Send one envelope over the open WebSocket and wait for the app's ack (3 s like Slack)."""
+    async def push(self, kind: str, payload: Json, *, timeout: float | None = None) -> Json:
+        """Send one envelope over the open WebSocket and wait for the app's ack (Slack's 3 s,
+        stretched for a busy machine: see ACK_DEADLINE)."""
+        timeout = patient(ACK_DEADLINE) if timeout is None else timeout
         await asyncio.wait_for(self.socket_connected.wait(), timeout)
         envelope_id = str(uuid.uuid4())
         envelope = {
@@ -450,7 +460,8 @@ class FakeSlack:
             self._authenticate(method, request, args)
             forced = self._forced_errors.get(method)
             if forced:
-                raise SlackApiFailure(forced.popleft())
+                error, status = forced.popleft()
+                raise SlackApiFailure(error, status=status)
             self._check_rate(method, args, now)
             handler = getattr(self, "_api_" + method.replace(".", "_"), None)
             if handler is None:
@@ -460,7 +471,7 @@ class FakeSlack:
             self.calls.append(Call(method, now, args, False, failure.error, failure.status))
             headers = {}
             if failure.error == "ratelimited":
-                headers["Retry-After"] = str(failure.extra.pop("retry_after"))
+                headers["Retry-After"] = str(failure.extra.pop("retry_after", 1))
             body = {"ok": False, "error": failure.error, **failure.extra}
             return web.json_response(body, status=failure.status, headers=headers)
         self.calls.append(Call(method, now, args, True, None, 200))
@@ -824,7 +835,7 @@ class SlackSender:
     async def post(
         self, body: bytes, headers: dict[str, str], *, signature: Signature = "valid"
     ) -> Delivery:
-        """Sign and send; Slack gives up after 3 s, and so does this."""
+        """Sign and send; Slack gives up after 3 s, this after patient(ACK_DEADLINE)."""
         timestamp = int(time.time())
         if signature == "stale":
             timestamp -= 10 * 60
@@ -836,7 +847,7 @@ class SlackSender:
                 "X-Slack-Signature": sign(secret, body, timestamp),
             }
         started = time.monotonic()
-        timeout = aiohttp.ClientTimeout(total=3.0)
+        timeout = aiohttp.ClientTimeout(total=patient(ACK_DEADLINE))
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
             session.post(self._url, data=body, headers=headers) as response,
@@ -846,10 +857,11 @@ class SlackSender:
 
 
 async def wait_until(
-    predicate: Callable[[], bool], *, timeout: float = 10.0, interval: float = 0.02
+    predicate: Callable[[], bool], *, timeout: float | None = None, interval: float = 0.02
 ) -> None:
-    """Poll until `predicate()` is true (what users see settles asynchronously)."""
-    deadline = time.monotonic() + timeout
+    """Poll until `predicate()` is true (what users see settles asynchronously); the default
+    deadline is patient(10) s."""
+    deadline = time.monotonic() + (patient(10.0) if timeout is None else timeout)
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")

@@ -21,12 +21,15 @@ import json
 import math
 import re
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, web
+
+from tests.support.logs import fake_server_logger
+from tests.support.timing import patient
 
 JSON = dict[str, Any]
 
@@ -309,6 +312,7 @@ class FakeTelegram:
         self.commands: dict[str, list[JSON]] = {}
         self.callback_answers: dict[str, JSON] = {}
         self.reject_entities = False  # answer any formatted text with "can't parse entities"
+        self._scripted: defaultdict[str, deque[ApiError]] = defaultdict(deque)
         self._open_queries: set[str] = set()
         self.webhook: Webhook | None = None
         self.deliveries: list[Delivery] = []
@@ -332,7 +336,9 @@ class FakeTelegram:
         """Listen on loopback; returns the API root (the bot calls `{root}/bot{token}/{m}`)."""
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=0.5, logger=fake_server_logger("telegram")
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -442,9 +448,10 @@ class FakeTelegram:
         ]
 
     async def wait_for(
-        self, predicate: Callable[[], bool], *, timeout: float = 10.0, what: str = ""
+        self, predicate: Callable[[], bool], *, timeout: float | None = None, what: str = ""
     ) -> None:
-        """Wait until the fake's state satisfies ``predicate``."""
+        """Wait until the fake's state satisfies ``predicate`` (by default for patient(10) s)."""
+        timeout = patient(10.0) if timeout is None else timeout
 
         async def waiter() -> None:
             async with self._changed:
@@ -477,6 +484,20 @@ class FakeTelegram:
         state = self.state(chat)
         state.forced_seconds = seconds
         state.forced_until = self._clock() + seconds
+
+    def fail_next(
+        self,
+        method: str,
+        code: int,
+        description: str,
+        *,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` calls of ``method`` with this error (e.g. 401, 429, 502)."""
+        parameters = {"retry_after": retry_after} if retry_after is not None else None
+        errors = (ApiError(code, description, parameters) for _ in range(times))
+        self._scripted[method.lower()].extend(errors)
 
     def delete_message(self, chat: Chat | int, message_id: int) -> None:
         """The user (or an admin) deletes a message; later edits of it fail."""
@@ -669,6 +690,10 @@ class FakeTelegram:
         call = ApiCall(name, params, self._clock())
         handler = getattr(self, f"_m_{name}", None)
         try:
+            scripted = self._scripted.get(name)
+            if scripted:
+                call.forced = True
+                raise scripted.popleft()
             if handler is None:
                 raise ApiError(404, "Not Found")
             result = await handler(params, call)

@@ -46,6 +46,7 @@ from tests.fakes.r1_template import (
     render_r1_prompt,
     token_strs,
 )
+from tests.support.logs import fake_server_logger
 
 DEFAULT_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 
@@ -317,7 +318,9 @@ class FakeVLLM:
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/tokenize", self._tokenize)
         app.router.add_post("/v1/chat/completions", self._chat)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=1.0, logger=fake_server_logger("vllm")
+        )
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
         try:

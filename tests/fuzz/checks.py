@@ -12,8 +12,12 @@ next message tells which. It is iterative, so replies of thousands of messages a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 
+import pyromark
+
+from bots.telegram.render import CODE, FORMATTING, QUOTES, Entity
 from core.sink import Content, Segment
 from tests.unit.test_split_layout import _splits
 
@@ -86,3 +90,51 @@ def _place(
             yield message + 1, segment + 1, 0, ""
         for head, reopening in _splits(lead, text, remaining):
             yield message + 1, segment, pos + len(head), reopening
+
+
+# Untrusted text must never turn into anything that notifies or acts. These name what it did.
+WEB_SCHEME = re.compile(r"(?:https?://|mailto:)", re.IGNORECASE)
+_SLACK_WEB_LINK = re.compile(r"<(?:https?://|mailto:)[^<>\n]*>", re.IGNORECASE)
+# The Markdown a Slack native stream may hold, read by a CommonMark parser (pulldown-cmark, which
+# telegramify-markdown brings along) with the GitHub extensions Slack's Markdown knows.
+_COMMONMARK = (
+    pyromark.Options.ENABLE_TABLES
+    | pyromark.Options.ENABLE_STRIKETHROUGH
+    | pyromark.Options.ENABLE_TASKLISTS
+    | pyromark.Options.ENABLE_FOOTNOTES
+    | pyromark.Options.ENABLE_GFM
+)
+
+
+def slack_control_sequences(mrkdwn: str) -> list[str]:
+    """Every `<…` in Slack text that is not one whole http(s)/mailto link: pings, mentions,
+    channel links, other links. Empty for safe text."""
+    return re.findall(r"<[^<\n]{0,24}", _SLACK_WEB_LINK.sub("", mrkdwn))
+
+
+def stream_markdown_links(markdown: str) -> list[str]:
+    """The targets of the links and images a CommonMark reader finds in native-stream Markdown
+    that are not http(s)/mailto, plus any `<` (Slack's control sequences start with one)."""
+    bad = re.findall(r"<[^<\n]{0,24}", markdown)
+    for event in pyromark.events(markdown, options=_COMMONMARK):
+        match event:
+            case {"Start": {"Link": {"dest_url": url}}} | {"Start": {"Image": {"dest_url": url}}}:
+                if not WEB_SCHEME.match(url):
+                    bad.append(url)
+    return bad
+
+
+SAFE_TELEGRAM_TYPES = FORMATTING | QUOTES | CODE
+
+
+def telegram_unsafe_entities(entities: Iterable[Entity]) -> list[Entity]:
+    """Entities model text must not make: text_mention, custom_emoji, and text_link to anything
+    but http(s)/mailto (tg://user?id=…, javascript:, …)."""
+    return [
+        e
+        for e in entities
+        if not (
+            e.type in SAFE_TELEGRAM_TYPES
+            or (e.type == "text_link" and e.url is not None and WEB_SCHEME.match(e.url))
+        )
+    ]

@@ -167,6 +167,49 @@ def bomb(max_size: int) -> st.SearchStrategy[str]:
     )
 
 
+# Untrusted text that tries to make Slack ping (`<!here>`, `<@U…>`, `<#C…>`, `<!subteam^S…>`,
+# directly or through a Markdown link or image whose target is one) or Telegram mention a user
+# (`tg://user?id=`), in Markdown's link, image, autolink, reference and table syntax.
+INJECTION_CHARS = "[]()!@<>^|#:/-UCShertpmailo0123 \n"
+INJECTION_PIECES = [
+    *INJECTION_CHARS,
+    "](",
+    "![",
+    "]:",
+    "![](",
+    "\\",
+    "&",
+    "`",
+    "```\n",
+    "> ",
+    "- ",
+    "| a | b |\n|---|---|\n| ",
+    "!here",
+    "!channel",
+    "!everyone",
+    "!subteam^S0123|@team",
+    "!date^1^{date}|x",
+    "@U0123ABC",
+    "#C0123|general",
+    "<!here>",
+    "<@U0123>",
+    "&lt;",
+    "&#60;",
+    "http://",
+    "https://",
+    "HTTPS://",
+    "mailto:",
+    "tg://user?id=123",
+    "tg://emoji?id=1234567890123456789",
+    "javascript:alert(1)",
+    "[x](",
+    "[x](!here)",
+    "[x][r]\n\n[r]: ",
+    "\u200b",
+]
+injection_text = st.lists(st.sampled_from(INJECTION_PIECES), max_size=40).map("".join)
+
+
 cut_points = st.lists(st.integers(min_value=0), max_size=40)
 
 

@@ -4,20 +4,27 @@ Replies are laid out by the product's MessageLayout under ``slack_limits(SLACK_M
 and cut off at any point of their stream. Each message's mrkdwn and its plain-text fallback (what
 the sink sends) must fit the text limit the fake Slack enforces, and rendering must stay fast:
 it runs on the event loop for every edit of a message.
+
+Text written to make Slack ping (`[x](!here)`, `<@U…>`, …) must never do so, in mrkdwn, in the
+plain fallback or in a native stream's Markdown, and a stream's Markdown must only grow.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, example, given, target
 
-from bots.slack.render import render
+from bots.slack.render import quote, render, render_segment, render_stream_markdown, unescape
 from bots.slack.replies import slack_limits
 from core.sink import Content, LengthUnit, Segment, SegmentKind, measure, plain
 from core.stream.layout import MessageLayout
 from tests.fakes.fake_slack import TEXT_LIMIT
+from tests.fuzz.checks import slack_control_sequences, stream_markdown_links
 from tests.fuzz.profiles import profile_settings
-from tests.fuzz.strategies import bomb, chunked, cut_points, model_text
+from tests.fuzz.strategies import bomb, chunked, cut_points, injection_text, model_text
 from tests.fuzz.watchdog import time_limit
 
 RENDER_SECONDS = 5.0  # a render takes milliseconds; the old link rule took 12 s on a bomb
@@ -35,6 +42,8 @@ def assert_slack_accepts(content: Content) -> float:
     """Both texts the sink may send fit Slack; returns how much rendering grew the message."""
     with time_limit(RENDER_SECONDS, "rendering one Slack message"):
         rendered = render(content)
+    with time_limit(RENDER_SECONDS, "rendering one native-stream message"):
+        assert "<" not in render_stream_markdown(content)
     assert len(rendered.text) <= TEXT_LIMIT, len(rendered.text)
     assert len(rendered.plain) <= TEXT_LIMIT, len(rendered.plain)
     assert rendered.text.strip() or rendered.plain.strip(), "nothing to show"
@@ -74,3 +83,53 @@ def test_the_largest_allowed_message_fits_slack() -> None:
         [Segment(SegmentKind.ANSWER, "&" * 8_000)]
     )
     assert_slack_accepts(content)
+
+
+TASK_BOX = re.compile(r"^(\s*)- \[[ xX]\] ", re.MULTILINE)
+all_kinds = st.sampled_from(list(SegmentKind))
+injection_content = st.lists(st.tuples(all_kinds, injection_text), min_size=1, max_size=4).map(
+    lambda pairs: tuple(Segment(kind, text) for kind, text in pairs)
+)
+
+
+def letters(text: str) -> Counter[str]:
+    return Counter(c for c in text if c.isalnum())
+
+
+@profile_settings(quick=400, deadline=None)
+@given(injection_content)
+@example((Segment(SegmentKind.ANSWER, "[x](!here) ![](@U0123) [y](<#C0123>)"),))
+@example((Segment(SegmentKind.ANSWER, "| a |\n|---|\n| [x](!subteam^S0123|@team) |"),))
+@example((Segment(SegmentKind.ANSWER, "![](http://x[a](http://y))"),))
+def test_untrusted_text_never_makes_a_slack_control_sequence(content: Content) -> None:
+    rendered = render(content)
+    assert slack_control_sequences(rendered.text) == [], rendered.text
+    assert slack_control_sequences(rendered.plain) == [], rendered.plain
+    for segment in content:
+        out = render_segment(segment)
+        assert slack_control_sequences(out) == [], out
+        assert slack_control_sequences(quote(segment.text)) == []
+        if segment.kind is SegmentKind.ANSWER:  # nothing the model wrote is lost
+            assert letters(unescape(out)) == letters(TASK_BOX.sub(r"\1- ", segment.text.strip()))
+    markdown = render_stream_markdown(content)
+    assert stream_markdown_links(markdown) == [], markdown
+
+
+@profile_settings(quick=400, deadline=None)
+@given(injection_text, st.integers(min_value=0))
+@example("[x](ht!here)", 6)
+@example("[r]: !here\n[x][r]", 3)
+def test_native_stream_markdown_only_grows_and_never_pings(text: str, cut: int) -> None:
+    """What a shorter text renders is the start of what the longer one renders (the native sink
+    appends the difference), except where the shorter one ends inside a link target that could
+    still be a web address; it holds no `<`, no link but to the web or mail, and shows the text
+    as written."""
+    head = text[: cut % (len(text) + 1)]
+    full = render_stream_markdown((Segment(SegmentKind.ANSWER, text),))
+    part = render_stream_markdown((Segment(SegmentKind.ANSWER, head),))
+    assert stream_markdown_links(full) == [], full
+    assert stream_markdown_links(part) == [], part
+    unfinished = re.search(r"\][(:]\s*[a-z:/]{0,7}$", head, re.IGNORECASE)
+    assert full.startswith(part) or unfinished, (head, part, full)
+    if text.strip():
+        assert unescape(full.replace("\u200b", "")) == text.replace("\u200b", "")

@@ -10,15 +10,16 @@ entities, then the plain-text fallback). Every option must pass the fake Bot API
 from __future__ import annotations
 
 import hypothesis.strategies as st
-from hypothesis import HealthCheck, event, example, given, target
+from hypothesis import HealthCheck, assume, event, example, given, target
 
 from bots.telegram.render import render, render_segment
 from bots.telegram.sink import MAX_MESSAGE_UTF16, payloads, telegram_limits
 from core.sink import Content, LengthUnit, Segment, SegmentKind, measure, plain
 from core.stream.layout import MessageLayout
 from tests.fakes.fake_telegram import check_entities
+from tests.fuzz.checks import WEB_SCHEME, telegram_unsafe_entities
 from tests.fuzz.profiles import profile_settings
-from tests.fuzz.strategies import bomb, chunked, cut_points, model_text
+from tests.fuzz.strategies import bomb, chunked, cut_points, injection_text, model_text
 from tests.fuzz.watchdog import time_limit
 
 LIMITS = telegram_limits(1.0)
@@ -82,3 +83,36 @@ def test_open_tasks_show_an_open_box() -> None:
     """Seen while fuzzing: the converter showed an open task as "☑", a ticked box."""
     content = (Segment(SegmentKind.ANSWER, "- [ ] todo\n- [x] done"),)
     assert render(content).text.splitlines() == ["☐ todo", "✅ done"]
+
+
+TG_INJECTION = [
+    "tg://user?id=123",
+    "tg://emoji?id=1234567890123456789",
+    "tg://resolve?domain=x",
+    "javascript:alert(1)",
+    "[x](",
+    "![x](",
+    "[r]: ",
+]
+tg_text = st.lists(st.sampled_from(TG_INJECTION) | injection_text, max_size=6).map("".join)
+all_kinds = st.sampled_from(list(SegmentKind))
+
+
+@profile_settings(quick=300, deadline=None)
+@given(st.lists(st.tuples(all_kinds, tg_text), min_size=1, max_size=4))
+@example([(SegmentKind.ANSWER, "[x](tg://user?id=123) ![y](tg://emoji?id=1234567890123456789)")])
+@example([(SegmentKind.ANSWER, "[x][r]\n\n[r]: javascript:alert(1)")])
+def test_untrusted_text_never_mentions_anyone_in_telegram(
+    pairs: list[tuple[SegmentKind, str]],
+) -> None:
+    content = tuple(Segment(kind, text) for kind, text in pairs)
+    assume(plain(content).strip())  # a blank reply is never sent
+    rendered = render(content)
+    assert telegram_unsafe_entities(rendered.entities) == [], rendered
+    for segment in content:
+        assert telegram_unsafe_entities(render_segment(segment).entities) == []
+    for text, entities in payloads(content):
+        check_entities(text, [entity.to_dict() for entity in entities])
+        for entity in entities:
+            assert entity.type not in ("text_mention", "custom_emoji", "mention", "url")
+            assert entity.type != "text_link" or WEB_SCHEME.match(entity.url or "")

@@ -74,7 +74,7 @@ def raw_vllm() -> Iterator[FakeVLLM]:
 
 async def ask(fake: FakeVLLM) -> list[object]:
     """One streamed completion through the product's client."""
-    client = OpenAICompatibleClient(fake.base_url, "", retries=0)
+    client = OpenAICompatibleClient(fake.base_url, "")
     try:
         params = SamplingParams(max_tokens=16_000)
         return [e async for e in client.stream([ChatMessage("user", "hi")], params)]
@@ -148,7 +148,7 @@ def sse(chunks: list[str], fillers: list[int]) -> list[str]:
 @pytest.fixture(scope="module")
 def parser() -> Iterator[OpenAICompatibleClient]:
     """A client whose SSE parser the examples share (it never connects anywhere)."""
-    client = OpenAICompatibleClient("http://127.0.0.1:9/v1", "", retries=0)
+    client = OpenAICompatibleClient("http://127.0.0.1:9/v1", "")
     yield client
     on_real_time(client.close)
 

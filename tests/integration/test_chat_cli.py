@@ -15,6 +15,7 @@ from core.store.keys import KeySpace
 from tests.fakes.fake_vllm import FakeVLLM
 from tests.fakes.fixtures import FakeVLLMFactory
 from tests.services import RedisServer
+from tests.support.timing import eventually, patient
 
 ADA = ConversationKey("terminal", "local", "ada")
 
@@ -104,13 +105,10 @@ async def test_model_server_killed_mid_answer_then_back(
     assert process.stdout is not None
     process.stdin.write(b"Tell me a long story please.\n")
     await process.stdin.drain()
-    for _ in range(200):
-        if fake.requests:
-            break
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.4)  # some tokens are out
+    await eventually(lambda: bool(fake.requests), what="the chat to ask the model")
+    await asyncio.sleep(0.4)  # some tokens are out (or not: the answer is cut either way)
     await fake.stop()
-    first = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+    first = (await asyncio.wait_for(process.stdout.readline(), patient(20))).decode()
     assert "model server is unavailable" in first
     await fake.restart()
     process.stdin.write(b"Are you back?\n")

@@ -11,15 +11,18 @@ import pytest
 import pytest_asyncio
 
 from bots.runtime import Runtime, open_runtime
+from core.commands import CommandName
 from core.conversation import ConversationKey, IncomingMessage, Role
-from core.service import Outcome
+from core.results import Outcome
 from core.settings import BusyPolicy, CoreSettings, ShowReasoning
 from core.sink import SegmentKind, SinkLimits
 from tests.fakes.fake_vllm import FakeVLLM, Reply
 from tests.fakes.fixtures import FakeVLLMFactory
 from tests.services import RedisServer, free_port
+from tests.support import commands
 from tests.support.sinks import RecordingSink
 from tests.support.tcp_proxy import LossyProxy
+from tests.support.timing import patient
 
 ADA = ConversationKey("telegram", "1", "ada")
 RuntimeFactory = Callable[..., AbstractAsyncContextManager[Runtime]]
@@ -62,9 +65,9 @@ async def runtime(fake_vllm: FakeVLLM, runtime_for: RuntimeFactory) -> AsyncIter
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll until ``condition`` holds."""
+    """Poll until ``condition`` holds (for up to patient(timeout) s)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + patient(timeout)
     while not condition():
         assert loop.time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
@@ -78,7 +81,7 @@ async def test_answer_lands_and_the_turn_is_stored_without_reasoning(
     async with runtime_for(fake) as rt:
         out = sink()
         result = await rt.service.handle(message("What is the answer?"), out)
-        history = await rt.service.store.load(ADA)
+        history = await rt.service.runner.store.load(ADA)
     assert result.outcome is Outcome.ANSWERED
     assert result.saved
     assert out.texts() == ["The answer is **42**."]
@@ -105,7 +108,7 @@ async def test_a_save_whose_reply_was_lost_is_stored_once_and_reported_saved(
             proxy.lose_reply_to(b":saved:")  # Redis applies the save, the answer never comes
             out = sink()
             result = await rt.service.handle(message("remember me"), out)
-            history = await rt.service.store.load(ADA)
+            history = await rt.service.runner.store.load(ADA)
     finally:
         await proxy.stop()
     assert proxy.lost == 1
@@ -121,7 +124,7 @@ async def test_second_turn_carries_the_first_and_instructions_fold_into_the_user
     async with runtime_for(fake_vllm, llm_instructions="Answer briefly.") as rt:
         await rt.service.handle(message("My name is Ada."), sink())
         await rt.service.handle(message("What is my name?"), sink())
-        history = await rt.service.store.load(ADA)
+        history = await rt.service.runner.store.load(ADA)
     sent = fake_vllm.requests[1]["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "user"]
     assert sent[0]["content"] == "Answer briefly.\n\nMy name is Ada."
@@ -162,13 +165,13 @@ async def test_model_server_killed_mid_answer(
         assert result.outcome is Outcome.FAILED
         assert "model server is unavailable" in out.texts()[-1]
         assert out.texts()[-1].startswith("word")  # what was shown stays
-        assert await rt.service.store.load(ADA) == []  # nothing half-saved
+        assert await rt.service.runner.store.load(ADA) == []  # nothing half-saved
         await fake.restart()
         again = sink()
         result = await rt.service.handle(message("are you back?"), again)
         assert result.outcome is Outcome.ANSWERED
         assert again.texts() == ["You said: are you back?"]
-        assert len(await rt.service.store.load(ADA)) == 2
+        assert len(await rt.service.runner.store.load(ADA)) == 2
 
 
 async def test_model_server_down_before_the_turn(runtime_for: RuntimeFactory) -> None:
@@ -179,7 +182,7 @@ async def test_model_server_down_before_the_turn(runtime_for: RuntimeFactory) ->
         result = await rt.service.handle(message("hello?"), out)
         assert result.outcome is Outcome.FAILED
         assert out.texts() == ["The model server is unavailable, try again shortly."]
-        assert await rt.service.store.load(ADA) == []
+        assert await rt.service.runner.store.load(ADA) == []
 
 
 async def test_stop_keeps_what_was_shown_and_aborts_generation(
@@ -191,9 +194,9 @@ async def test_stop_keeps_what_was_shown_and_aborts_generation(
         out = sink()
         task = asyncio.create_task(rt.service.handle(message("count"), out))
         await wait_until(lambda: any("step" in c.text for c in out.writes))
-        assert await rt.service.stop(ADA) is True
+        assert await commands.stop(rt.service, ADA) is True
         result = await task
-        history = await rt.service.store.load(ADA)
+        history = await rt.service.runner.store.load(ADA)
     assert result.outcome is Outcome.STOPPED
     final = out.texts()[-1]
     assert final.endswith("⏹ Stopped.")
@@ -213,8 +216,8 @@ async def test_stop_from_another_replica(
         out = sink()
         task = asyncio.create_task(first.service.handle(message("count"), out))
         await wait_until(lambda: any("step" in c.text for c in out.writes))
-        assert await second.service.stop(ADA) is True
-        result = await asyncio.wait_for(task, 5)
+        assert await commands.stop(second.service, ADA) is True
+        result = await asyncio.wait_for(task, patient(5))
     assert result.outcome is Outcome.STOPPED
 
 
@@ -229,7 +232,7 @@ async def test_busy_policies(
         await wait_until(lambda: len(fake.requests) == 1)
         second = await rt.service.handle(message("two"), second_sink)
         first_result = await first
-        history = await rt.service.store.load(ADA)
+        history = await rt.service.runner.store.load(ADA)
     users = [m.content for m in history if m.role is Role.USER]
     if policy is BusyPolicy.QUEUE:
         assert first_result.outcome is Outcome.ANSWERED
@@ -252,14 +255,14 @@ async def test_retry_replaces_the_last_answer(fake_vllm: FakeVLLM, runtime: Runt
     fake_vllm.script(Reply("r", "first try"), Reply("r", "second try"))
     await runtime.service.handle(message("question"), sink())
     out = sink()
-    result = await runtime.service.retry(ADA, out, user_id="ada")
-    history = await runtime.service.store.load(ADA)
+    result = await commands.retry(runtime.service, ADA, out)
+    history = await runtime.service.runner.store.load(ADA)
     assert result.outcome is Outcome.ANSWERED
     assert out.texts() == ["second try"]
     assert [m.content for m in history] == ["question", "second try"]
     nothing = sink()
-    await runtime.service.reset(ADA)
-    assert (await runtime.service.retry(ADA, nothing, user_id="ada")).outcome is Outcome.REFUSED
+    await commands.run(runtime.service, CommandName.RESET, ADA)
+    assert (await commands.retry(runtime.service, ADA, nothing)).outcome is Outcome.REFUSED
     assert nothing.texts() == ["There is no earlier message to answer again."]
 
 
@@ -311,7 +314,7 @@ async def test_reply_budget_spent_on_reasoning_is_explained(
     async with runtime_for(fake_vllm, llm_max_tokens=24) as rt:
         out = sink()
         result = await rt.service.handle(message("hard question"), out)
-        history = await rt.service.store.load(ADA)
+        history = await rt.service.runner.store.load(ADA)
     assert result.outcome is Outcome.ANSWERED
     assert "used up its reply budget while thinking" in out.texts()[-1]
     assert history == []

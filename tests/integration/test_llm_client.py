@@ -16,10 +16,12 @@ from core.llm.events import (
     StreamEvent,
     TextDelta,
 )
+from core.retry import BLIP
 from core.tokens import default_counter, prompt_tokens
 from tests.fakes.fake_vllm import FakeVLLM, Reply
 from tests.fakes.fixtures import FakeVLLMFactory
 from tests.services import free_port
+from tests.support.timing import eventually
 
 HELLO = [ChatMessage("user", "hello")]
 
@@ -30,7 +32,7 @@ def client_for(
     """A client with short timeouts for tests."""
     timeouts = timeouts or Timeouts(connect=1, first_token=5, idle=5)
     return OpenAICompatibleClient(
-        fake.base_url, "EMPTY", model=model, retries=retries, timeouts=timeouts
+        fake.base_url, "EMPTY", model=model, retry=BLIP.at_most(retries), timeouts=timeouts
     )
 
 
@@ -117,7 +119,7 @@ async def test_context_too_long_carries_the_numbers(fake_vllm_factory: FakeVLLMF
 
 async def test_overloaded_server(fake_vllm: FakeVLLM) -> None:
     fake_vllm.fail_next(503, count=3)
-    client = client_for(fake_vllm, retries=0)
+    client = client_for(fake_vllm)
     try:
         with pytest.raises(LLMOverloaded):
             await collect(client, HELLO)
@@ -137,7 +139,7 @@ async def test_server_dying_mid_stream_is_unavailable(fake_vllm: FakeVLLM) -> No
 
 async def test_nothing_listening_fails_fast() -> None:
     client = OpenAICompatibleClient(
-        f"http://127.0.0.1:{free_port()}/v1", "EMPTY", retries=0, timeouts=Timeouts(connect=1)
+        f"http://127.0.0.1:{free_port()}/v1", "EMPTY", timeouts=Timeouts(connect=1)
     )
     try:
         with pytest.raises(LLMUnavailable, match="cannot reach"):
@@ -164,10 +166,7 @@ async def test_closing_the_stream_aborts_the_request(fake_vllm_factory: FakeVLLM
         async for _ in stream:
             break
         await stream.aclose()
-        for _ in range(100):
-            if fake.aborted:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: fake.aborted > 0, what="the fake to notice the close")
     finally:
         await client.close()
     assert fake.aborted == 1
@@ -230,7 +229,7 @@ MODELS = ("application/json", b'{"object": "list", "data": [{"id": "m", "object"
 async def test_a_garbled_stream_is_a_model_error_not_a_crash(garbage: bytes) -> None:
     answers = {"/v1/models": MODELS, "/v1/chat/completions": ("text/event-stream", garbage)}
     async with RawServer(answers) as base_url:
-        client = OpenAICompatibleClient(base_url, "EMPTY", retries=0)
+        client = OpenAICompatibleClient(base_url, "EMPTY")
         try:
             with pytest.raises(LLMError, match="stream chunk"):
                 await collect(client, HELLO)
@@ -244,7 +243,7 @@ async def test_a_garbled_stream_is_a_model_error_not_a_crash(garbage: bytes) -> 
 )
 async def test_a_base_url_that_is_not_a_model_server_is_named(listing: tuple[str, bytes]) -> None:
     async with RawServer({"/v1/models": listing}) as base_url:
-        client = OpenAICompatibleClient(base_url, "EMPTY", retries=0)
+        client = OpenAICompatibleClient(base_url, "EMPTY")
         try:
             with pytest.raises(LLMError, match="OpenAI-compatible"):
                 await collect(client, HELLO)

@@ -19,21 +19,28 @@ from bots.logs import RedactingFilter, setup_logging
 from bots.ops import ops_listener
 from bots.runtime import Runtime, open_runtime
 from core.access import AccessMode
+from core.commands import CommandName
 from core.conversation import ConversationKey, IncomingMessage
-from core.service import Outcome
+from core.results import Outcome
 from core.settings import CoreSettings
 from core.sink import SinkLimits
 from tests.fakes.fake_vllm import FakeVLLM, Reply
 from tests.fakes.fixtures import FakeVLLMFactory
+from tests.integration.command_scenarios import one_quota_minute
 from tests.services import RedisServer
+from tests.support import commands
 from tests.support.sinks import RecordingSink
+from tests.support.timing import eventually
 
 RuntimeFactory = Callable[..., AbstractAsyncContextManager[Runtime]]
 
 
-def msg(user: str, text: str = "hi", *, chat: str = "c1", admin: bool = False) -> IncomingMessage:
+def msg(user: str, text: str = "hi", *, chat: str = "c1") -> IncomingMessage:
     """A Telegram-like message."""
-    return IncomingMessage(ConversationKey("telegram", chat, user), text, user, is_admin=admin)
+    return IncomingMessage(ConversationKey("telegram", chat, user), text, user)
+
+
+BOSS = ConversationKey("telegram", "c1", "boss")
 
 
 def sink() -> RecordingSink:
@@ -72,10 +79,10 @@ async def test_allowlist_refuses_politely_once_and_admins_manage_it(
         assert "private" in first.texts()[0]
         assert second.texts() == []  # told once, not on every message
         assert (await rt.service.handle(msg("boss"), sink())).outcome is Outcome.ANSWERED
-        assert rt.service.access is not None
-        await rt.service.access.allow("telegram:chat:c1")  # a whole chat
+        await commands.run(rt.service, CommandName.ALLOW, BOSS, "telegram:chat:c1")  # a chat
         assert (await rt.service.handle(msg("stranger"), sink())).outcome is Outcome.ANSWERED
-        await rt.service.access.deny("telegram:stranger")  # deny beats the chat's allow
+        denied = await commands.run(rt.service, CommandName.DENY, BOSS, "stranger")
+        assert denied.text == "Denied: `telegram:stranger`"  # deny beats the chat's allow
         assert (await rt.service.handle(msg("stranger"), sink())).outcome is Outcome.REFUSED
     assert len(fake_vllm.requests) == 2
 
@@ -84,19 +91,23 @@ async def test_message_quota_holds_across_two_processes(
     fake_vllm: FakeVLLM, runtime_for: RuntimeFactory
 ) -> None:
     async with (
-        runtime_for(fake_vllm, quota_messages_per_minute=3) as one,
-        runtime_for(fake_vllm, quota_messages_per_minute=3) as two,
+        runtime_for(fake_vllm, quota_messages_per_minute=3, admin_ids="telegram:boss") as one,
+        runtime_for(fake_vllm, quota_messages_per_minute=3, admin_ids="telegram:boss") as two,
     ):
-        outcomes = []
+        await one_quota_minute()
+        outcomes, told = [], []
         for n in range(5):
             replica = (one, two)[n % 2]
             out = sink()
             outcomes.append((await replica.service.handle(msg("ada", f"m{n}"), out)).outcome)
+            told += out.texts()
         assert outcomes[:3] == [Outcome.ANSWERED] * 3
         assert outcomes[3:] == [Outcome.REFUSED] * 2
-        assert "You can continue in" in out.texts()[0]
-        admin = await one.service.handle(msg("ada", "x", admin=True), sink())
-        assert admin.outcome is Outcome.ANSWERED  # admins are exempt
+        refusals = [t for t in told if "You can continue in" in t]
+        assert len(refusals) == 1  # told once a minute, not on every refused message
+        for _ in range(5):
+            admin = await one.service.handle(msg("boss", "x"), sink())
+            assert admin.outcome is Outcome.ANSWERED  # admins are exempt
 
 
 async def test_daily_token_quota(fake_vllm: FakeVLLM, runtime_for: RuntimeFactory) -> None:
@@ -105,27 +116,36 @@ async def test_daily_token_quota(fake_vllm: FakeVLLM, runtime_for: RuntimeFactor
         out = sink()
         assert (await rt.service.handle(msg("ada", "again"), out)).outcome is Outcome.REFUSED
         assert "tokens per day" in out.texts()[0]
-        assert rt.service.quotas is not None
-        usage = await rt.service.quotas.usage("telegram", "ada")
+        assert rt.service.runner.quotas is not None
+        usage = await rt.service.runner.quotas.usage("telegram", "ada")
         assert usage.tokens_today >= 20
+        mine = await commands.run(rt.service, CommandName.USAGE, msg("ada").key)
+        assert f"Tokens today (UTC): {usage.tokens_today:,}" in mine.text
+        assert "0 of 20 tokens left today" in mine.text
 
 
 async def test_usage_stats_and_audit(fake_vllm: FakeVLLM, runtime_for: RuntimeFactory) -> None:
-    async with runtime_for(fake_vllm) as rt:
+    async with runtime_for(fake_vllm, admin_ids="telegram:boss") as rt:
         for user in ("ada", "bob", "ada"):
             await rt.service.handle(msg(user, "hello there"), sink())
-        report = await rt.service.usage_report()
+        usage = rt.service.commands.operations.usage
+        assert usage is not None
+        report = await usage.report()
         assert report.today["telegram"].users == 2
         assert report.today["telegram"].turns == 3
         assert report.total["telegram"].tokens_in > 0
         assert report.total["telegram"].tokens_out > 0
-        assert await rt.service.reset_user("telegram", "ada", actor="telegram:boss") == 1
-        await rt.service.forget("telegram", "bob")
-        assert rt.service.audit is not None
-        entries = await rt.service.audit.recent()
+        stats = await commands.run(rt.service, CommandName.STATS, BOSS)
+        assert "• Telegram: 2 users, 3 turns" in stats.text
+        reset = await commands.run(rt.service, CommandName.RESET_USER, BOSS, "telegram:ada")
+        assert reset.text == "Removed 1 conversation of user ada."
+        await commands.run(rt.service, CommandName.FORGET, msg("bob").key)
+        audit_log = rt.service.commands.operations.audit_log
+        assert audit_log is not None
+        entries = await audit_log.recent()
     assert [(e.actor, e.action, e.target) for e in entries] == [
         ("telegram:bob", "forget", "telegram:bob"),
-        ("telegram:boss", "reset_user", "telegram:ada"),
+        ("telegram:boss", "reset-user", "telegram:ada"),
     ]
 
 
@@ -141,8 +161,15 @@ async def test_metrics_move_during_a_streamed_reply(
     ):
         base = f"http://127.0.0.1:{port}"
         task = asyncio.create_task(rt.service.handle(msg("ada"), sink()))
-        await asyncio.sleep(0.15)
-        during = await (await http.get(f"{base}/metrics")).text()
+        during = ""
+
+        async def streaming() -> bool:
+            """Scrape until the reply is seen streaming (or is over: then the check fails)."""
+            nonlocal during
+            during = await (await http.get(f"{base}/metrics")).text()
+            return "parley_active_streams 1.0" in during or task.done()
+
+        await eventually(streaming, what="a scrape during the reply")
         await task
         after = await (await http.get(f"{base}/metrics")).text()
         health = await http.get(f"{base}/healthz")
@@ -170,7 +197,7 @@ async def test_graceful_shutdown_lets_replies_finish_or_ends_them(
     fake.script(Reply("r", "short answer"), Reply("r", "long " * 500))
     async with runtime_for(fake) as rt:
         quick = asyncio.create_task(rt.service.handle(msg("ada"), sink()))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: len(fake.requests) == 1, what="the quick reply to start")
         await rt.service.shutdown(grace_seconds=5)
         assert (await quick).outcome is Outcome.ANSWERED  # finished within the grace period
         late = sink()
@@ -179,13 +206,13 @@ async def test_graceful_shutdown_lets_replies_finish_or_ends_them(
     async with runtime_for(fake) as rt:
         out = sink()
         slow = asyncio.create_task(rt.service.handle(msg("eve"), out))
-        await asyncio.sleep(0.3)
+        await eventually(lambda: bool(out.writes), what="the long reply to start")
         await rt.service.shutdown(grace_seconds=0.2)
         result = await slow
         assert result.outcome is Outcome.INTERRUPTED
         assert "Parley is restarting" in out.texts()[-1]
-        assert await rt.service.store.load(ConversationKey("telegram", "c1", "eve")) == []
-        assert not await rt.service.turns.busy(ConversationKey("telegram", "c1", "eve"))
+        assert await rt.service.runner.store.load(ConversationKey("telegram", "c1", "eve")) == []
+        assert not await rt.service.runner.turns.busy(ConversationKey("telegram", "c1", "eve"))
 
 
 async def test_admin_cli_against_data_written_by_a_bot(
@@ -208,20 +235,24 @@ async def test_admin_cli_against_data_written_by_a_bot(
 
     code, out = await admin("stats")
     assert code == 0
-    assert "conversations stored: 2" in out
-    assert "telegram: 2 users, 2 turns" in out
+    assert "Conversations: 2 (4 messages)" in out
+    assert "Telegram: 2 users, 2 turns" in out
     removed = (await admin("reset", "--user", "telegram:ada"))[1]
-    assert removed.strip() == "removed 1 conversation(s)"
+    assert removed.strip() == "Removed 1 conversation of user ada."
     code, out = await admin("reset", "--all")
     assert code == 1
     assert "--yes" in out
-    assert (await admin("reset", "--all", "--yes"))[1].strip() == "removed 1 conversation(s)"
+    assert (
+        (await admin("reset", "--all", "--yes"))[1].strip().endswith("Deleted all 1 conversation.")
+    )
     assert (await admin("allow", "slack:team:T1"))[0] == 0
     code, out = await admin("deny", "nonsense")
-    assert code == 2
+    assert code == 1
+    assert "not an access entry" in out
     assert "Traceback" not in out
     code, out = await admin("audit")
-    assert [line.split()[4] for line in out.splitlines()] == ["allow", "reset_all", "reset_user"]
+    actions = [line.split()[3] for line in out.splitlines()[2:]]
+    assert actions == ["allow", "reset-all", "reset-user"]
 
 
 def test_tokens_and_secrets_never_reach_the_logs(

@@ -14,6 +14,7 @@ from core.conversation import ConversationKey
 from core.store.keys import KeySpace
 from core.turns import TurnBusy, TurnCoordinator
 from tests.services import RedisServer
+from tests.support.timing import eventually, patient
 
 KEY = ConversationKey("telegram", "1", "ada")
 
@@ -53,11 +54,11 @@ async def test_second_replica_waits_for_the_first(replicas: tuple[TurnCoordinato
     async def hold() -> None:
         async with first.turn(KEY):
             events.append("first in")
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # the second replica asks meanwhile, however slow
             events.append("first out")
 
     holder = asyncio.create_task(hold())
-    await asyncio.sleep(0.05)
+    await eventually(lambda: events == ["first in"], what="the first replica's turn")
     assert await second.busy(KEY)
     async with second.turn(KEY):
         events.append("second in")
@@ -83,7 +84,7 @@ async def test_stop_reaches_the_replica_running_the_turn(
     first, second = replicas
     async with first.turn(KEY) as lease:
         assert await second.signal_stop(KEY, "stopped") is True
-        await asyncio.wait_for(lease.stop.wait(), 3)
+        await asyncio.wait_for(lease.stop.wait(), patient(3))
         assert lease.reason == "stopped"
     assert await second.signal_stop(KEY) is False  # nothing running any more
 
@@ -112,14 +113,16 @@ async def test_a_dead_holder_blocks_for_one_lease_at_most(redis_server: RedisSer
     try:
         await crashed.flushall()
         orphan = Lock(crashed, KeySpace().lock(KEY), timeout=1.0, thread_local=False)
+        loop = asyncio.get_running_loop()
         assert await orphan.acquire(token="dead-process")
+        taken = loop.time()  # the orphan expires 1 s after this (Redis's clock)
         await crashed.aclose()  # the process dies without releasing
         coordinator = TurnCoordinator(alive, lease_seconds=1.0)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         async with coordinator.turn(KEY):
-            waited = loop.time() - started
-        assert 0.3 < waited < 2.0
+            blocked = loop.time() - taken
+        # Blocked until the orphan's lease (1 s) ran out, not much longer: one lease plus the
+        # lock's polling, with room for a busy machine's scheduling.
+        assert 0.3 < blocked < 1.0 + patient(0.3)
     finally:
         await alive.aclose()
 
@@ -140,11 +143,9 @@ async def test_a_lease_that_expired_unclaimed_is_taken_back(
     name = KeySpace().lock(KEY)
     async with first.turn(KEY) as lease:
         await first._redis.delete(name)  # expired while Redis was too slow to renew it
-        for _ in range(100):
-            if await first._redis.exists(name):
-                break
-            await asyncio.sleep(0.05)
-        assert await second.busy(KEY)  # held again, by the same turn
+        await eventually(
+            lambda: second.busy(KEY), timeout=5, what="the lease held again by the same turn"
+        )
         assert not lease.stop.is_set()
     assert not await second.busy(KEY)
 
@@ -155,11 +156,8 @@ async def test_a_lease_taken_by_another_turn_stops_this_one(
     first, _ = replicas
     name = KeySpace().lock(KEY)
     async with first.turn(KEY) as lease:
-        await first._redis.set(name, "another-turn", px=5000)
-        for _ in range(100):
-            if lease.stop.is_set():
-                break
-            await asyncio.sleep(0.05)
+        await first._redis.set(name, "another-turn", px=50_000)
+        await eventually(lease.stop.is_set, timeout=5, what="the turn to be stopped")
         assert lease.reason == "lease lost"
 
 

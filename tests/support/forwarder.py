@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from tests.support.logs import fake_server_logger
+
 PIN_HEADER = "X-Replica"
 _HOP_BY_HOP = frozenset(
     {
@@ -67,7 +69,9 @@ class RoundRobinForwarder:
         )
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=1.0, logger=fake_server_logger("forwarder")
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()

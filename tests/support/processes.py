@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import sys
 import time
@@ -20,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+
+from tests.support.logs import unhandled_in_text
+from tests.support.timing import patient
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,12 +42,6 @@ _OWN_PREFIXES = (
     "HISTORY_",
     "DATA_DIR",
     "SHUTDOWN_GRACE",
-)
-
-# What an unhandled exception leaves in a Python log.
-PROBLEMS = re.compile(
-    r"Traceback \(most recent call last\)|Task exception was never retrieved"
-    r"|Exception in callback|Unclosed client session|Unclosed connector"
 )
 
 
@@ -88,8 +84,8 @@ class BotProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def problems(self) -> list[str]:
-        """Log lines that show an unhandled exception."""
-        return [line for line in self.log().splitlines() if PROBLEMS.search(line)]
+        """Log lines that show an unhandled exception (the whole log is the bot's own)."""
+        return unhandled_in_text(self.log())
 
     async def wait_http(self, path: str = "/healthz", *, timeout: float = 60.0) -> None:
         """Until the process answers ``path`` with 200 (or fail if it exited)."""
@@ -116,8 +112,10 @@ class BotProcess:
             self.killed = True
             self.process.send_signal(signal.SIGKILL)
 
-    async def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM and wait (SIGKILL after ``timeout``); returns the exit code."""
+    async def stop(self, timeout: float | None = None) -> int:
+        """SIGTERM and wait (SIGKILL after ``timeout``, by default patient(20) s); returns the
+        exit code."""
+        timeout = patient(20.0) if timeout is None else timeout
         if self.running:
             self.process.send_signal(signal.SIGTERM)
         try:
@@ -179,9 +177,21 @@ async def start_module(
 
 @contextlib.asynccontextmanager
 async def fleet(processes: list[BotProcess]) -> AsyncIterator[list[BotProcess]]:
-    """Hold processes for a test; on exit stop every one still running (by its pid)."""
+    """Hold processes for a test; on exit stop every one still running (by its pid).
+
+    A test that fails (say, a wait timed out) while a process had died on its own gets that
+    process's log attached: the wait's message alone would not say why nothing came.
+    """
     try:
         yield processes
+    except AssertionError as failure:
+        for process in processes:
+            if not process.running and not process.killed:
+                failure.add_note(
+                    f"{process.name} exited with {process.process.returncode}:\n"
+                    f"{process.log()[-3000:]}"
+                )
+        raise
     finally:
         await asyncio.gather(*(p.stop() for p in processes), return_exceptions=True)
 

@@ -33,7 +33,7 @@ from bots.telegram.pacing import Pacers
 from bots.telegram.sink import EditSink, ReplyTarget, telegram_limits
 from core.conversation import ConversationKey, IncomingMessage
 from core.pacing import RedisPacer, RedisWindowPacer
-from core.service import TurnResult
+from core.results import TurnResult
 from core.settings import CoreSettings
 from core.sink import Pacer
 from tools.bench.env import Env

@@ -16,7 +16,7 @@ import time
 import httpx
 import orjson
 
-from core.service import Outcome
+from core.results import Outcome
 from tools.bench.bot import Pacing, running_bot
 from tools.bench.config import BenchConfig
 from tools.bench.env import Env

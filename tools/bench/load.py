@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.service import Outcome
+from core.results import Outcome
 from tools.bench.bot import Pacing, running_bot
 from tools.bench.env import Env
 from tools.bench.procs import run_queue_wait

@@ -39,6 +39,7 @@ from tests.fakes.fake_telegram import FakeTelegram, User
 from tests.fakes.fake_vllm import FakeVLLM
 from tests.integration.telegram.conftest import SCALE
 from tests.services import RedisServer
+from tests.support.timing import patient
 
 RESTARTS = 10
 USERS = 12
@@ -114,7 +115,7 @@ async def talk(telegram: FakeTelegram, talk: Talk, calm: asyncio.Event) -> None:
             texts = telegram.bot_texts(chat)
             return len(texts) >= n and final(texts[n - 1], question) and not replying(chat)
 
-        await telegram.wait_for(replied, timeout=8, what=f"a final reply to {question!r}")
+        await telegram.wait_for(replied, timeout=patient(8), what=f"a final reply to {question!r}")
         talk.replies.append(telegram.bot_texts(chat)[n - 1])
         if talk.replies[-1] == echo(question):
             if after_chaos:

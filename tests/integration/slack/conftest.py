@@ -24,6 +24,7 @@ from core.settings import CoreSettings
 from tests.fakes.fake_slack import FakeSlack, Message, SlackSender, wait_until
 from tests.fakes.fake_vllm import FakeVLLM
 from tests.services import RedisServer, free_port
+from tests.support.timing import patient
 
 SIGNING_SECRET = "test-signing-secret"
 ADMIN = "U0ADMIN"
@@ -78,9 +79,11 @@ class RunningBot:
         return event
 
     async def answered(
-        self, channel: str, thread: str | None, count: int = 1, timeout: float = 15.0
+        self, channel: str, thread: str | None, count: int = 1, timeout: float | None = None
     ) -> list[Message]:
-        """Wait until `count` turns are over in that place (nothing streaming) and return them."""
+        """Wait until `count` turns are over in that place (nothing streaming) and return them
+        (by default for patient(15) s)."""
+        timeout = patient(15.0) if timeout is None else timeout
 
         def settled() -> bool:
             replies = self.slack.bot_replies(channel, thread)
@@ -90,8 +93,9 @@ class RunningBot:
         await self.idle(timeout)
         return self.slack.bot_replies(channel, thread)
 
-    async def idle(self, timeout: float = 15.0) -> None:
-        """Wait until no turn is running (every lock released)."""
+    async def idle(self, timeout: float | None = None) -> None:
+        """Wait until no turn is running (every lock released; by default for patient(15) s)."""
+        timeout = patient(15.0) if timeout is None else timeout
 
         async def busy() -> bool:
             keys = await self.runtime.redis.keys("parley:*:lock")
@@ -105,7 +109,7 @@ class RunningBot:
 
 
 StartBot = Callable[..., Awaitable[RunningBot]]
-CORE_KEYS = {"show_reasoning", "busy_policy", "admin_ids", "llm_max_tokens"}
+CORE_KEYS = set(CoreSettings.model_fields)
 
 
 @pytest_asyncio.fixture
@@ -118,10 +122,12 @@ async def start_bot(
         async def start(**overrides: Any) -> RunningBot:
             core_values = {k: overrides.pop(k) for k in list(overrides) if k in CORE_KEYS}
             core = CoreSettings(
-                llm_base_url=fake_vllm.base_url,
-                redis_url=redis_url,
-                admin_ids=f"slack:{ADMIN}",
-                **core_values,
+                **{
+                    "llm_base_url": fake_vllm.base_url,
+                    "redis_url": redis_url,
+                    "admin_ids": f"slack:{ADMIN}",
+                    **core_values,
+                }
             )
             port = free_port()
             values: dict[str, Any] = {
@@ -142,7 +148,7 @@ async def start_bot(
                 fake_slack, f"http://127.0.0.1:{port}/slack/events", SIGNING_SECRET
             )
             if settings.socket_mode:
-                await asyncio.wait_for(fake_slack.socket_connected.wait(), 10)
+                await asyncio.wait_for(fake_slack.socket_connected.wait(), patient(10))
             else:
                 await _wait_http(f"http://127.0.0.1:{port}/healthz", task)
             return RunningBot(fake_slack, fake_vllm, runtime, settings, sender, task)
@@ -152,7 +158,7 @@ async def start_bot(
 
 async def _wait_http(url: str, task: asyncio.Task[None]) -> None:
     """Until the bot's HTTP server answers (or the bot died)."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + patient(10)
     async with aiohttp.ClientSession() as session:
         while True:
             if task.done():

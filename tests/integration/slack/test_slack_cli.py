@@ -15,6 +15,7 @@ from tests.fakes.fake_slack import FakeSlack, SlackSender, wait_until
 from tests.fakes.fake_vllm import FakeVLLM, Reply
 from tests.integration.slack.conftest import SIGNING_SECRET
 from tests.services import free_port
+from tests.support.timing import patient
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -38,7 +39,7 @@ async def stop(process: asyncio.subprocess.Process) -> int:
     """SIGTERM, as a service manager stops it; Parley must exit cleanly and quickly."""
     if process.returncode is None:
         process.send_signal(signal.SIGTERM)
-    return await asyncio.wait_for(process.wait(), timeout=15)
+    return await asyncio.wait_for(process.wait(), timeout=patient(15))
 
 
 @pytest.mark.parametrize("mode", ["http", "socket"])
@@ -78,6 +79,11 @@ async def test_parley_slack_answers_and_never_logs_secrets(
             ),
             timeout=30,
         )
+    except AssertionError as failure:  # a wait timed out: the process's log says why
+        failure.add_note(
+            f"parley slack (exit code {process.returncode}):\n{log.read_text()[-5000:]}"
+        )
+        raise
     finally:
         code = await stop(process)
     output = log.read_text()

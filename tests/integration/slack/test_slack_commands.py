@@ -1,9 +1,8 @@
-"""/parley: help, reset, stop and retry for everyone; admin commands refused to others."""
+"""Slack-only command behaviour (channels, threads); the shared part is in command_scenarios.py."""
 
 from __future__ import annotations
 
-from bots.slack import texts
-from bots.slack.commands import RESET_ALL_CONFIRM
+from core import texts
 from tests.fakes.fake_slack import wait_until
 from tests.fakes.fake_vllm import Reply
 from tests.integration.slack.conftest import ADMIN, RunningBot, StartBot
@@ -15,14 +14,13 @@ DM = "D0USER1"
 async def command(bot: RunningBot, text: str, *, user: str, channel: str = GENERAL) -> str:
     """Run /parley over signed HTTP; returns the ephemeral text."""
     delivery = await bot.sender.command(text, user_id=user, channel_id=channel)
-    assert delivery.status == 200, delivery
-    assert delivery.seconds < 3.0
+    assert delivery.status == 200, delivery  # the sender gives up after 3 s, as Slack does
     return str(delivery.json()["text"])
 
 
 async def conversations(bot: RunningBot) -> int:
     """How many conversations the store holds."""
-    return (await bot.runtime.service.stats()).conversations
+    return (await bot.runtime.service.runner.store.stats()).conversations
 
 
 async def two_conversations(bot: RunningBot) -> None:
@@ -34,55 +32,17 @@ async def two_conversations(bot: RunningBot) -> None:
     assert await conversations(bot) == 2
 
 
-async def test_help_shows_admin_commands_only_to_admins(start_bot: StartBot) -> None:
-    bot = await start_bot()
-    assert "/parley reset" in await command(bot, "help", user="U0ALICE")
-    assert "reset-all" not in await command(bot, "", user="U0ALICE")
-    assert "reset-all" in await command(bot, "help", user=ADMIN)
-
-
-async def test_admin_commands_are_refused_to_others_and_change_nothing(
-    start_bot: StartBot,
-) -> None:
-    bot = await start_bot()
-    await two_conversations(bot)
-    for text in ("reset-all", "reset-channel", "reset-user <@U0ALICE|alice>", "stats"):
-        assert await command(bot, text, user="U0BOB") == texts.NOT_ADMIN, text
-    click = await bot.sender.action(RESET_ALL_CONFIRM, "reset-all", user_id="U0BOB", channel_id=DM)
-    assert click.status == 200
-    await wait_until(lambda: len(bot.slack.responses) == 1)
-    assert bot.slack.responses[0]["text"] == texts.NOT_ADMIN
-    assert await conversations(bot) == 2
-
-
 async def test_admin_stats_and_resets(start_bot: StartBot) -> None:
     bot = await start_bot()
     await two_conversations(bot)
     stats = await command(bot, "stats", user=ADMIN)
-    assert "*Conversations:* 2" in stats
-    assert "slack: 2" in stats
+    assert "Conversations: 2 (4 messages)" in stats
+    assert "• Slack: 2" in stats
     reply = await command(bot, "reset-user <@U0ALICE|alice>", user=ADMIN)
-    assert reply == "Forgot 1 conversation of <@U0ALICE>."
+    assert reply == "Removed 1 conversation of user U0ALICE."
     assert await command(bot, "reset-channel", user=ADMIN, channel=GENERAL) == (
-        "Forgot 1 conversation in this channel."
+        "Removed 1 conversation in this chat."
     )
-    assert await conversations(bot) == 0
-
-
-async def test_reset_all_asks_first_then_forgets_everything(start_bot: StartBot) -> None:
-    bot = await start_bot()
-    await two_conversations(bot)
-    delivery = await bot.sender.command("reset-all", user_id=ADMIN, channel_id=DM)
-    body = delivery.json()
-    buttons = [
-        e["action_id"] for b in body["blocks"] if b["type"] == "actions" for e in b["elements"]
-    ]
-    assert RESET_ALL_CONFIRM in buttons
-    assert await conversations(bot) == 2  # nothing happens before the click
-    await bot.sender.action(RESET_ALL_CONFIRM, "reset-all", user_id=ADMIN, channel_id=DM)
-    await wait_until(lambda: len(bot.slack.responses) == 1)
-    assert bot.slack.responses[0]["text"] == "Forgot 2 conversations in total."
-    assert bot.slack.responses[0]["replace_original"] is True
     assert await conversations(bot) == 0
 
 
@@ -90,10 +50,7 @@ async def test_reset_forgets_the_latest_conversation_here(start_bot: StartBot) -
     bot = await start_bot()
     await bot.dm("U0ALICE", "remember me")
     await bot.answered(DM, None)
-    assert (
-        await command(bot, "reset", user="U0ALICE", channel=DM)
-        == bot.runtime.service.phrases.reset_done
-    )
+    assert await command(bot, "reset", user="U0ALICE", channel=DM) == texts.RESET_DONE
     await bot.dm("U0ALICE", "who am I?")
     await bot.answered(DM, None, count=2)
     users = [m["content"] for m in bot.vllm.requests[-1]["messages"] if m["role"] == "user"]
@@ -108,11 +65,11 @@ async def test_stop_ends_a_running_answer_and_keeps_what_was_shown(start_bot: St
     root = (await bot.mention("U0ALICE", "talk for a long time"))["ts"]
     await wait_until(lambda: any("word" in m.text for m in bot.slack.bot_replies(GENERAL, root)))
     phrases = bot.runtime.service.phrases
-    assert await command(bot, "stop", user="U0ALICE") == phrases.stop_requested
+    assert await command(bot, "stop", user="U0ALICE") == ""  # the reply itself says ⏹ Stopped
     (reply,) = await bot.answered(GENERAL, root)
     assert reply.visible.startswith("word word")
     assert reply.visible.endswith(phrases.stopped)
-    assert await command(bot, "stop", user="U0ALICE") == phrases.nothing_running
+    assert await command(bot, "stop", user="U0ALICE") == texts.NOTHING_RUNNING
 
 
 async def test_retry_answers_the_last_message_again_in_its_thread(start_bot: StartBot) -> None:

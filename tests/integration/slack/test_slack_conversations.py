@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bots.slack import texts
+from core.phrases import Phrases
 from tests.fakes.fake_vllm import Reply
 from tests.integration.slack.conftest import StartBot
 
@@ -139,7 +139,7 @@ async def test_files_without_text_get_a_short_text_only_reply(start_bot: StartBo
     )
     await bot.sender.event(event)
     (reply,) = await bot.answered("D0USER1", None)
-    assert reply.visible == texts.TEXT_ONLY
+    assert reply.visible == Phrases().text_only
     assert bot.vllm.requests == []
 
 

@@ -8,8 +8,8 @@ import pytest
 import pytest_asyncio
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack.budget import Budget, BudgetRates, Budgets, SlackPacer
 from bots.slack.native import NativeStreamSink
+from bots.slack.pacing import Budget, BudgetRates, Budgets, SlackPacer
 from bots.slack.replies import slack_limits
 from bots.slack.sink import ReplyTarget, SlackSink
 from core.errors import MessageGone, MessageRejected, PlatformError, RateLimited

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from bots.slack import texts
 from bots.slack.app import check_app_token, check_token, web_client
 from bots.slack.settings import SlackSettings
+from core import texts
 from core.errors import ConfigError
 from tests.fakes.fake_slack import FakeSlack
 from tests.fakes.fake_vllm import Reply

@@ -67,7 +67,7 @@ async def test_one_chats_updates_are_handled_in_arrival_order(
         await telegram.command(chat, alice, command)
     await idle(bot, telegram)
     kinds = [
-        "start" if "@parley_test_bot" in text else "help" if "/retry" in text else "stop"
+        "start" if "Hi, I'm Parley" in text else "help" if "/retry" in text else "stop"
         for text in telegram.bot_texts(alice.id)
     ]
     assert kinds == ["start", "help", "stop", "help", "start"]

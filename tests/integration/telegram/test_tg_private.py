@@ -211,7 +211,7 @@ async def test_start_help_and_the_command_menu(
 ) -> None:
     bot = await start_bot()
     menu = [c["command"] for c in telegram.commands["default"]]
-    assert menu == ["start", "help", "reset", "stop", "retry", "forget"]
+    assert menu == ["start", "help", "reset", "stop", "retry", "forget", "usage"]
     admin_menus = [k for k in telegram.commands if k != "default"]
     assert len(admin_menus) == 1
     assert "4242" in admin_menus[0]
@@ -221,7 +221,7 @@ async def test_start_help_and_the_command_menu(
     await telegram.command(chat, alice, "help")
     await idle(bot, telegram)
     start, help_ = telegram.bot_messages(alice.id)
-    assert "@parley_test_bot" in start.text
+    assert "mention me" in start.text
     assert "/help" in start.text
     assert "/reset" in help_.text
     assert "/reset_all" not in help_.text

@@ -1,4 +1,7 @@
-"""Answers run after the 3-second ack; this keeps hold of them so none is lost or leaked."""
+"""Replies run in their own tasks (the update loop and Slack's 3-second ack never wait for them).
+
+This keeps hold of them, so none is lost, leaked or left running at shutdown.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,10 @@ class BackgroundTasks:
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        """Tasks still running."""
+        return len(self._tasks)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run `coro` in the background; a crash is logged, never lost."""

@@ -7,23 +7,19 @@ ignored. Forum topics are separate conversations and replies go back into the to
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatType
 
+from bots.telegram.commands import parse_command
 from bots.telegram.settings import GroupScope
 from bots.telegram.sink import ReplyTarget
 from core.conversation import ConversationKey, IncomingMessage
 
 PLATFORM = "telegram"
 SHARED_USER = ""  # the `user` of a group conversation shared by everyone (GROUP_SCOPE=chat)
-
-PUBLIC_COMMANDS = ("start", "help", "reset", "stop", "retry", "forget")
-ADMIN_COMMANDS = ("reset_user", "reset_chat", "reset_all", "stats")
-KNOWN_COMMANDS = frozenset(PUBLIC_COMMANDS + ADMIN_COMMANDS)
 
 
 class Action(StrEnum):
@@ -65,7 +61,7 @@ def ignore(reason: str) -> Routed:
     return Routed(Action.IGNORE, reason=reason)
 
 
-def route(update: Update, me: Me, *, scope: GroupScope, is_admin: Callable[[str], bool]) -> Routed:
+def route(update: Update, me: Me, *, scope: GroupScope) -> Routed:
     """Decide what an update means for Parley."""
     if update.callback_query is not None:
         query = update.callback_query
@@ -95,7 +91,7 @@ def route(update: Update, me: Me, *, scope: GroupScope, is_admin: Callable[[str]
         if command:
             if addressee and addressee.lower() != me.username.lower():
                 return ignore("a command for another bot")
-            if addressee or private or command in KNOWN_COMMANDS:
+            if addressee or private or parse_command(command) is not None:
                 return replace(base, action=Action.COMMAND, command=command, args=args)
             return ignore("an unaddressed command Parley does not know")
 
@@ -121,7 +117,6 @@ def route(update: Update, me: Me, *, scope: GroupScope, is_admin: Callable[[str]
         user_id=str(user.id),
         display_name=user.full_name,
         message_id=str(message.message_id),
-        is_admin=is_admin(str(user.id)),
     )
     return replace(base, action=Action.CHAT, message=incoming)
 

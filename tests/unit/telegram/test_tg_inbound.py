@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from telegram import Update
 
+from bots.telegram.inbound import SHARED_USER, Action, Me, Routed, conversation_key, route
 from bots.telegram.settings import GroupScope
-from bots.telegram.updates import SHARED_USER, Action, Me, Routed, conversation_key, route
 from core.conversation import ConversationKey
 from tests.fakes.fake_telegram import Chat, FakeMessage, FakeTelegram, User
 
@@ -48,7 +48,7 @@ def decide(fake: FakeTelegram, data: dict[str, Any], scope: GroupScope = GroupSc
     me = Me(fake.bot.id, fake.bot.username or "")
     parsed = Update.de_json(data, None)
     assert parsed is not None
-    return route(parsed, me, scope=scope, is_admin=lambda user: user == str(ADMIN))
+    return route(parsed, me, scope=scope)
 
 
 def test_private_text_is_answered_as_is(fake: FakeTelegram, alice: User) -> None:
@@ -58,17 +58,9 @@ def test_private_text_is_answered_as_is(fake: FakeTelegram, alice: User) -> None
     assert routed.message.text == "  What is 2+2? 😀 "
     assert routed.message.key == ConversationKey("telegram", str(alice.id), str(alice.id))
     assert routed.message.display_name == "Alice"
-    assert not routed.message.is_admin
     assert routed.target is not None
     assert routed.target.private
     assert routed.target.reply_to is None
-
-
-def test_admins_are_recognised_by_id(fake: FakeTelegram) -> None:
-    admin = User(ADMIN, "Root")
-    routed = decide(fake, says(fake, fake.private_chat(admin), admin, "hi"))
-    assert routed.message is not None
-    assert routed.message.is_admin
 
 
 def test_private_caption_counts_as_text(fake: FakeTelegram, alice: User) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bots.slack.events import Route, from_mention, from_message, normalise_text
+from bots.slack.inbound import Route, from_mention, from_message, normalise_text
 from bots.slack.settings import ThreadScope
 from core.conversation import ConversationKey
 

@@ -1,0 +1,308 @@
+"""One answer: fit the history, stream the model into the reply, save the whole turn or nothing.
+
+Runs only inside a turn the runner admitted and leased (``core.turn_runner``); it never decides
+who may talk, only how the answer is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from core.clock import Clock, LoopClock, wall_time
+from core.context import FittedPrompt, MessageTooLong, fit
+from core.conversation import ConversationKey, Role, StoredMessage, Turn
+from core.errors import ContextTooLong, LLMError, StoreError
+from core.llm.client import LLMClient
+from core.llm.events import Finished, ReasoningDelta, SamplingParams, StreamEvent, TextDelta
+from core.metrics import Metrics
+from core.notes import say
+from core.phrases import Phrases
+from core.results import Outcome, TurnResult
+from core.retry import BLIP, RetryPolicy
+from core.settings import CoreSettings
+from core.sink import MessageSink
+from core.store.protocol import ConversationStore
+from core.stream.reply import ReplyStream
+from core.tokens import TokenCounter, assistant_visible
+from core.turns import TurnLease
+
+log = logging.getLogger(__name__)
+
+_MARGIN_TOKENS = 16  # template/tokeniser slack beyond our exact count
+
+
+@dataclass(slots=True)
+class _Generation:
+    """How the model stream ended."""
+
+    finish_reason: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    stop_reason: str = ""
+    error: LLMError | None = None
+    first_token_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceLimits:
+    """Token budget derived from the server's context length and LLM_MAX_TOKENS."""
+
+    context_tokens: int
+    reply_tokens: int
+
+    @property
+    def prompt_budget(self) -> int:
+        """What history plus the new message may use."""
+        return self.context_tokens - self.reply_tokens - _MARGIN_TOKENS
+
+
+@dataclass
+class Answerer:
+    """Makes one answer while the conversation's lease is held."""
+
+    settings: CoreSettings
+    store: ConversationStore
+    llm: LLMClient
+    counter: TokenCounter
+    clock: Clock = field(default_factory=LoopClock)
+    phrases: Phrases = field(default_factory=Phrases)
+    metrics: Metrics = field(default_factory=Metrics)
+    retry: RetryPolicy = BLIP
+    _limits: ServiceLimits | None = None
+
+    async def limits(self) -> ServiceLimits:
+        """The context budget, from LLM_CONTEXT_TOKENS or the server's max_model_len."""
+        if self._limits is None:
+            context = self.settings.llm_context_tokens
+            if context is None:
+                info = await self.llm.model_info()
+                context = info.max_model_len or 4096
+            reply = min(self.settings.llm_max_tokens, context // 2)
+            if reply < self.settings.llm_max_tokens:  # `parley doctor` warns about it
+                log.info(
+                    "LLM_MAX_TOKENS=%d is over half of the %d-token context; replies get %d",
+                    self.settings.llm_max_tokens,
+                    context,
+                    reply,
+                )
+            self._limits = ServiceLimits(context, reply)
+        return self._limits
+
+    async def answer(
+        self,
+        key: ConversationKey,
+        text: str,
+        history: Sequence[StoredMessage],
+        sink: MessageSink,
+        lease: TurnLease,
+        *,
+        replace: bool,
+    ) -> TurnResult:
+        """Fit, stream and save one turn while holding the conversation's lease."""
+        user = StoredMessage(Role.USER, text, self.counter.count(text), wall_time())
+        try:
+            limits = await self.limits()
+            fitted = self._fit(history, user, limits.prompt_budget)
+        except MessageTooLong as exc:
+            await say(sink, self.phrases.too_long.format(tokens=exc.tokens, limit=exc.limit))
+            return TurnResult(Outcome.REFUSED, error=exc)
+        except LLMError as exc:
+            log.warning("model server unavailable before %s: %s", key, exc)
+            await say(sink, exc.user_message)
+            return TurnResult(Outcome.FAILED, error=exc)
+
+        reply = ReplyStream(sink, show_reasoning=self.settings.show_reasoning, clock=self.clock)
+        started = self.clock.now()
+        self.metrics.active_streams.inc()
+        try:
+            await reply.start()
+            if lease.previous_lost:
+                reply.add_notice(self.phrases.previous_lost)
+            try:
+                generation = await self._generate(fitted, limits, reply, lease, history, user)
+            except BaseException:
+                await reply.cancel()
+                raise
+            result = await self._conclude(key, user, fitted, reply, generation, replace=replace)
+        finally:
+            self.metrics.active_streams.dec()
+        self._observe(reply, generation, started)
+        return result
+
+    def _fit(
+        self, history: Sequence[StoredMessage], user: StoredMessage, budget: int
+    ) -> FittedPrompt:
+        """Fit history with the operator's instructions folded into the first user turn."""
+        instructions = self.settings.llm_instructions.strip()
+        return fit(
+            history,
+            user,
+            budget=budget,
+            instructions=instructions,
+            instruction_tokens=self.counter.count(instructions) if instructions else 0,
+        )
+
+    async def _generate(
+        self,
+        fitted: FittedPrompt,
+        limits: ServiceLimits,
+        reply: ReplyStream,
+        lease: TurnLease,
+        history: Sequence[StoredMessage],
+        user: StoredMessage,
+    ) -> _Generation:
+        """Stream the answer into ``reply``; one harder-trimmed retry if vLLM still says 400."""
+        for attempt in range(2):
+            room = limits.context_tokens - fitted.prompt_tokens
+            params = SamplingParams(
+                temperature=self.settings.llm_temperature,
+                top_p=self.settings.llm_top_p,
+                max_tokens=max(16, min(limits.reply_tokens, room)),
+            )
+            generation = await self._pump(self.llm.stream(fitted.messages, params), reply, lease)
+            error = generation.error
+            if isinstance(error, ContextTooLong) and attempt == 0 and not reply.has_output:
+                overshoot = (error.prompt_tokens or 0) - fitted.prompt_tokens
+                budget = limits.prompt_budget - max(overshoot, limits.prompt_budget // 4)
+                log.warning("context still too long (%s); trimming harder", error)
+                try:
+                    fitted = self._fit(history, user, budget)
+                except MessageTooLong:
+                    return generation
+                continue
+            return generation
+        return generation
+
+    async def _pump(
+        self, events: AsyncIterator[StreamEvent], reply: ReplyStream, lease: TurnLease
+    ) -> _Generation:
+        """Read the model stream until it ends, fails, or someone asks to stop."""
+        generation = _Generation()
+
+        async def consume() -> None:
+            async for event in events:
+                if generation.first_token_at is None:
+                    generation.first_token_at = self.clock.now()
+                if isinstance(event, TextDelta):
+                    reply.add_answer(event.text)
+                elif isinstance(event, ReasoningDelta):
+                    reply.add_reasoning(event.text)
+                elif isinstance(event, Finished):
+                    generation.finish_reason = event.reason
+                    if event.usage is not None:
+                        generation.prompt_tokens = event.usage.prompt_tokens
+                        generation.completion_tokens = event.usage.completion_tokens
+
+        consumer = asyncio.create_task(consume(), name="model stream")
+        stopper = asyncio.create_task(lease.stop.wait(), name="stop watch")
+        try:
+            await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not consumer.done():
+                consumer.cancel()  # closing the stream makes vLLM abort the request
+            await asyncio.gather(consumer, stopper, return_exceptions=True)
+        if lease.stop.is_set() and not generation.finish_reason:
+            generation.stop_reason = lease.reason or "stopped"
+            return generation
+        exc = consumer.exception() if not consumer.cancelled() else None
+        if isinstance(exc, LLMError):
+            generation.error = exc
+        elif exc is not None:
+            raise exc
+        return generation
+
+    async def _conclude(
+        self,
+        key: ConversationKey,
+        user: StoredMessage,
+        fitted: FittedPrompt,
+        reply: ReplyStream,
+        generation: _Generation,
+        *,
+        replace: bool,
+    ) -> TurnResult:
+        """Finish the visible reply, then save the turn only if it is whole (or stopped)."""
+        phrases = self.phrases
+        error = generation.error
+        if error is not None:
+            log.warning("model failure in %s: %s", key, error)
+            reply.add_notice(error.user_message)
+            await reply.finish()
+            return TurnResult(Outcome.FAILED, reply.answer, error=error)
+
+        if generation.stop_reason == "shutdown":
+            reply.add_notice(phrases.interrupted_shutdown)
+            await reply.finish()
+            return TurnResult(Outcome.INTERRUPTED, reply.answer)  # the user sends it again
+        stopped = bool(generation.stop_reason)
+        if stopped:
+            interrupted = generation.stop_reason == "interrupted"
+            reply.add_notice(phrases.interrupted if interrupted else phrases.stopped)
+            outcome = Outcome.INTERRUPTED if interrupted else Outcome.STOPPED
+        else:
+            outcome = Outcome.ANSWERED
+            if not reply.answer:
+                length = generation.finish_reason == "length"
+                reply.add_notice(phrases.out_of_room if length else phrases.no_answer)
+            elif generation.finish_reason == "length":
+                reply.add_notice(phrases.cut_short)
+        if fitted.first_drop:
+            reply.add_notice(phrases.trimmed)
+        await reply.finish()
+
+        answer = reply.answer
+        if not answer:
+            return TurnResult(outcome, "", dropped_turns=fitted.dropped_turns)
+        stored = StoredMessage(
+            Role.ASSISTANT, answer, self.counter.count(assistant_visible(answer)), wall_time()
+        )
+        saved = await self._save(key, Turn(user, stored), reply, replace=replace)
+        return TurnResult(
+            outcome,
+            answer,
+            saved=saved,
+            dropped_turns=fitted.dropped_turns,
+            usage_prompt=generation.prompt_tokens or fitted.prompt_tokens,
+            usage_completion=generation.completion_tokens
+            or self.counter.count(reply.reasoning) + stored.tokens,
+        )
+
+    async def _save(
+        self, key: ConversationKey, turn: Turn, reply: ReplyStream, *, replace: bool
+    ) -> bool:
+        """Store the turn atomically, retrying through a Redis blip; if that fails, say so.
+
+        Retrying is safe: the store saves a turn at most once (by ``Turn.id``), so an attempt
+        that was applied but whose reply was lost is not stored twice by the next one.
+        """
+        save = self.store.replace_last if replace else self.store.append
+        try:
+            await self.retry.run(
+                lambda: save(key, turn), retry_on=(StoreError,), what=f"saving a turn of {key}"
+            )
+            return True
+        except StoreError as exc:
+            log.error("could not save a turn of %s: %s", key, exc)
+        reply.add_notice(self.phrases.not_saved)
+        await reply.finish()
+        return False
+
+    def _observe(self, reply: ReplyStream, generation: _Generation, started: float) -> None:
+        """Latency, throughput and pacing of one streamed reply."""
+        m = self.metrics
+        if generation.first_token_at is not None:
+            m.time_to_first_token.observe(generation.first_token_at - started)
+            elapsed = self.clock.now() - generation.first_token_at
+            if generation.completion_tokens and elapsed > 0:
+                m.tokens_per_second.observe(generation.completion_tokens / elapsed)
+        if reply.stats.first_visible_at is not None:
+            m.time_to_first_answer.observe(reply.stats.first_visible_at - started)
+        m.edits.labels("sent").inc(reply.stats.sends + reply.stats.edits)
+        m.edits.labels("skipped").inc(reply.skipped_writes)
+        m.rate_limited.inc(reply.stats.rate_limited)
+        m.tokens.labels("in").inc(generation.prompt_tokens)
+        m.tokens.labels("out").inc(generation.completion_tokens)

@@ -1,0 +1,212 @@
+"""What Parley says in answer to commands, once for every platform (Markdown)."""
+
+from __future__ import annotations
+
+from core.access import AccessMode
+from core.audit import AuditEntry
+from core.commands import CommandName, CommandSpec
+from core.conversation import StoreStats
+from core.quotas import QuotaUsage
+from core.surfaces import Surface
+from core.usage import UsageReport
+
+PLATFORM_NAMES = {"telegram": "Telegram", "slack": "Slack", "terminal": "this terminal"}
+
+
+def platform_name(platform: str) -> str:
+    """'Telegram', 'Slack', … for sentences."""
+    return PLATFORM_NAMES.get(platform, platform)
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 conversation', '3 conversations'."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def start(surface: Surface) -> str:
+    """The welcome: what Parley is and how to talk to it here."""
+    c = surface.typed
+    groups = {
+        "telegram": "In groups, mention me or reply to one of my messages.\n\n",
+        "slack": "In channels, mention me; keep talking in the thread to continue.\n\n",
+    }.get(surface.platform, "")
+    return (
+        "👋 Hi, I'm **Parley**, an assistant powered by a reasoning model.\n\n"
+        f"Write me a message and I'll answer; I remember our conversation until you "
+        f"{c(CommandName.RESET)} it. While I think you'll see 💭, and you can "
+        f"{c(CommandName.STOP)} me at any time.\n\n"
+        f"{groups}Send {c(CommandName.HELP)} for the commands."
+    )
+
+
+def help_text(surface: Surface, specs: list[CommandSpec]) -> str:
+    """The commands this person may use here, admin ones in their own part."""
+    public = [s for s in specs if not s.admin]
+    admin = [s for s in specs if s.admin]
+    lines = ["**Commands**", ""]
+    lines += [f"{surface.usage(s)} — {s.summary}" for s in public]
+    if admin:
+        lines += ["", "**Admin**", ""]
+        lines += [f"{surface.usage(s)} — {s.summary}" for s in admin]
+    return "\n".join(lines)
+
+
+def unknown(surface: Surface, word: str) -> str:
+    """A command Parley does not have."""
+    return (
+        f"I don't know that command ({word}). "
+        f"Send {surface.typed(CommandName.HELP)} to see what I can do."
+    )
+
+
+NOT_ADMIN = "Sorry, only the bot's administrators can do that. Nothing was changed."
+NO_CONVERSATION = "We have no conversation here yet. Send me a message to start one."
+RESET_DONE = "Done: this conversation starts fresh."
+RESET_NOTHING = "There was nothing to forget here."
+NOTHING_RUNNING = "Nothing is running right now."
+RETRYING = "Answering your last message again…"
+CANCELLED = "Cancelled. Nothing was changed."
+ONLY_ASKER = "Only the admin who asked can answer this."
+
+
+def forgotten(count: int, platform: str) -> str:
+    """/forget: how much was deleted, and where."""
+    return (
+        f"Deleted {plural(count, 'conversation')}: I no longer remember anything you told me "
+        f"on {platform_name(platform)}, and your usage counters there are cleared."
+    )
+
+
+def usage_line(surface: Surface, spec: CommandSpec) -> str:
+    """How to use a command whose argument was missing or wrong."""
+    return f"Usage: {surface.usage(spec)}"
+
+
+def bad_user(surface: Surface, spec: CommandSpec, given: str) -> str:
+    """reset-user got something that is not a user here."""
+    return f"{given!r} is not a user id here. " + usage_line(surface, spec)
+
+
+def removed_of_user(count: int, target: str) -> str:
+    """reset-user done."""
+    return f"Removed {plural(count, 'conversation')} of user {target}."
+
+
+def removed_in_chat(count: int) -> str:
+    """reset-chat done."""
+    return f"Removed {plural(count, 'conversation')} in this chat."
+
+
+def removed_in_named_chat(count: int, chat: str) -> str:
+    """reset-chat from the shell."""
+    return f"Removed {plural(count, 'conversation')} in {chat}."
+
+
+def removed_all(count: int) -> str:
+    """reset-all done."""
+    return f"Deleted all {plural(count, 'conversation')}."
+
+
+RESET_ALL_QUESTION = (
+    "⚠️ Delete **every** conversation Parley remembers, on all platforms? This cannot be undone."
+)
+RESET_ALL_YES = "Yes, delete everything"
+RESET_ALL_NO = "Cancel"
+
+
+def expired(surface: Surface, name: CommandName) -> str:
+    """A confirmation answered too late (or twice)."""
+    return f"This confirmation expired; send {surface.typed(name)} again."
+
+
+def bad_entry(entry: str) -> str:
+    """allow/deny got an entry of the wrong shape."""
+    return (
+        f"{entry!r} is not an access entry. Use platform:user_id, platform:chat:ID or "
+        "slack:team:ID (a bare id means a user on this platform)."
+    )
+
+
+def access_changed(name: CommandName, entry: str) -> str:
+    """allow/deny done."""
+    verb = "Allowed" if name is CommandName.ALLOW else "Denied"
+    return f"{verb}: `{entry}`"
+
+
+def access_lists(mode: AccessMode, allowed: list[str], denied: list[str]) -> str:
+    """The access mode and both lists."""
+
+    def listed(entries: list[str]) -> str:
+        return ", ".join(f"`{e}`" for e in entries) or "—"
+
+    return (
+        f"**Access:** {mode.value}\n"
+        f"Allowed: {listed(allowed)}\n"
+        f"Denied: {listed(denied)} (deny wins)"
+    )
+
+
+def audit_lines(entries: list[AuditEntry], when: list[str]) -> str:
+    """The newest admin actions, newest first."""
+    if not entries:
+        return "The audit log is empty."
+    lines = ["**Audit log** (newest first, UTC)", ""]
+    for entry, at in zip(entries, when, strict=True):
+        detail = f" ({entry.detail})" if entry.detail else ""
+        lines.append(f"{at} `{entry.actor}` {entry.action} `{entry.target}`{detail}")
+    return "\n".join(lines)
+
+
+def stats(stored: StoreStats, report: UsageReport) -> str:
+    """What the bot remembers, and how much it was used today and in total."""
+    lines = [
+        "**Memory**",
+        f"Conversations: {stored.conversations:,} ({stored.messages:,} messages)",
+    ]
+    lines += [f"• {platform_name(p)}: {n:,}" for p, n in sorted(stored.by_platform.items())]
+    for title, period in (("Today (UTC)", report.today), ("Total", report.total)):
+        lines += ["", f"**{title}**"]
+        if not period:
+            lines.append("No turns yet.")
+        for p, u in sorted(period.items()):
+            lines.append(
+                f"• {platform_name(p)}: {plural(u.users, 'user')}, {plural(u.turns, 'turn')}, "
+                f"{u.tokens_in:,} tokens in, {u.tokens_out:,} out"
+            )
+    return "\n".join(lines)
+
+
+def usage(spent: QuotaUsage, *, per_minute: int, per_day: int, admin: bool, resets_in: str) -> str:
+    """/usage: the person's own consumption and what is left of their limits."""
+    if admin:
+        limits = "As an admin you have no limits."
+    else:
+        minute = (
+            f"{max(0, per_minute - spent.messages_this_minute):,} of {per_minute:,} messages "
+            "left this minute"
+            if per_minute
+            else "no limit on messages per minute"
+        )
+        day = (
+            f"{max(0, per_day - spent.tokens_today):,} of {per_day:,} tokens left today "
+            f"(resets in {resets_in})"
+            if per_day
+            else "no daily token limit"
+        )
+        limits = f"You have {minute}, and {day}."
+    return (
+        "**Your usage**\n"
+        f"Messages this minute: {spent.messages_this_minute:,}\n"
+        f"Tokens today (UTC): {spent.tokens_today:,}\n\n"
+        f"{limits}"
+    )
+
+
+def duration(seconds: int) -> str:
+    """ "45 s", "12 min", "3 h 5 min" for telling people when they can continue."""
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = (seconds + 59) // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"

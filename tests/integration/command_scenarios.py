@@ -1,0 +1,256 @@
+"""The command suite: every scenario runs on Telegram and on Slack (test_tg_/test_slack_commands).
+
+Each scenario is written once, in terms of what people do in a messenger (tests/support/
+messengers.py), and asserts on what they see, on the model requests and on the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core import texts
+from core.commands import CommandName
+from core.surfaces import SURFACES
+from tests.fakes.fake_vllm import Reply
+from tests.support.messengers import Messenger
+
+Scenario = Callable[[Messenger], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """A scenario and the core settings it needs."""
+
+    run: Scenario
+    core: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.run.__name__
+
+
+async def one_quota_minute(needed: float = 15.0) -> None:
+    """Quotas count per UTC minute: start where ``needed`` seconds of this minute remain."""
+    left = 60 - time.time() % 60
+    if left < needed:
+        await asyncio.sleep(left + 0.1)
+
+
+def user_turns(request: dict[str, Any]) -> list[str]:
+    """The user messages one model request carried."""
+    return [m["content"] for m in request["messages"] if m["role"] == "user"]
+
+
+async def conversations(m: Messenger) -> int:
+    """How many conversations the store holds."""
+    return (await m.service.runner.store.stats()).conversations
+
+
+async def help_shows_admin_commands_only_to_admins(m: Messenger) -> None:
+    surface = SURFACES[m.name]
+    everyone = await m.command("alice", CommandName.HELP)
+    assert surface.bare(CommandName.RESET) in everyone
+    assert surface.bare(CommandName.USAGE) in everyone
+    assert surface.bare(CommandName.RESET_ALL) not in everyone
+    admin = await m.command("admin", CommandName.HELP)
+    assert surface.bare(CommandName.RESET_ALL) in admin
+    assert surface.bare(CommandName.AUDIT) in admin
+
+
+async def admin_commands_are_refused_to_others_and_change_nothing(m: Messenger) -> None:
+    await m.say("alice", "keep this")
+    await m.say("bob", "mine too")
+    bob = m.user_id("bob")
+    for name, args in (
+        (CommandName.STATS, ()),
+        (CommandName.RESET_USER, (bob,)),
+        (CommandName.RESET_CHAT, ()),
+        (CommandName.RESET_ALL, ()),
+        (CommandName.ALLOW, ("telegram:1",)),
+        (CommandName.DENY, (bob,)),
+        (CommandName.ACCESS, ()),
+        (CommandName.AUDIT, ()),
+    ):
+        assert await m.command("alice", name, *args) == texts.NOT_ADMIN, name
+    assert not m.question_has_buttons()
+    assert await conversations(m) == 2
+    await m.say("bob", "still there?")
+    assert user_turns(m.vllm.requests[-1]) == ["mine too", "still there?"]
+
+
+async def reset_forgets_this_conversation(m: Messenger) -> None:
+    await m.say("alice", "remember me")
+    assert await m.command("alice", CommandName.RESET) == texts.RESET_DONE
+    await m.say("alice", "who am I?")
+    assert user_turns(m.vllm.requests[-1]) == ["who am I?"]
+    await m.command("alice", CommandName.RESET)
+    assert await m.command("alice", CommandName.RESET) == texts.RESET_NOTHING
+
+
+async def stop_with_nothing_running_says_so(m: Messenger) -> None:
+    await m.say("alice", "hello")
+    assert await m.command("alice", CommandName.STOP) == texts.NOTHING_RUNNING
+
+
+async def retry_answers_again_and_replaces_the_answer(m: Messenger) -> None:
+    m.vllm.script(Reply("r", "first answer"), Reply("r", "second answer"))
+    await m.say("alice", "question one")
+    await m.command("alice", CommandName.RETRY)
+    assert m.answers("alice")[-1] == "second answer"
+    assert user_turns(m.vllm.requests[1]) == ["question one"]
+    await m.say("alice", "question two")
+    request = m.vllm.requests[2]["messages"]
+    assert user_turns(m.vllm.requests[2]) == ["question one", "question two"]
+    assert [x["content"] for x in request if x["role"] == "assistant"] == ["second answer"]
+
+
+async def retry_with_nothing_to_retry_says_so(m: Messenger) -> None:
+    await m.command("alice", CommandName.RETRY)
+    assert m.answers("alice")[-1] == m.service.phrases.nothing_to_retry
+    assert m.vllm.requests == []
+
+
+async def retry_is_refused_once_access_is_denied(m: Messenger) -> None:
+    await m.say("alice", "hello")
+    denied = await m.command("admin", CommandName.DENY, m.user_id("alice"))
+    assert denied.startswith("Denied")
+    await m.command("alice", CommandName.RETRY)
+    await m.command("alice", CommandName.RETRY)
+    assert len(m.vllm.requests) == 1  # neither retry reached the model
+    assert m.service.phrases.refused in m.answers("alice")
+    allowed = await m.command("admin", CommandName.ALLOW, m.user_id("alice"))
+    assert allowed.startswith("Allowed")
+    await m.command("alice", CommandName.RETRY)
+    assert len(m.vllm.requests) == 2
+
+
+async def retry_counts_as_a_message_for_the_quota(m: Messenger) -> None:
+    await one_quota_minute()
+    await m.say("alice", "one")
+    await m.command("alice", CommandName.RETRY)
+    await m.command("alice", CommandName.RETRY)
+    await m.command("alice", CommandName.RETRY)
+    assert len(m.vllm.requests) == 2  # one message and one retry under a quota of two
+    refusals = [a for a in m.answers("alice") if "You've reached your limit" in a]
+    assert len(refusals) == 1  # told once a minute, not on every refused try
+
+
+async def forget_deletes_my_conversations_and_counters(m: Messenger) -> None:
+    await one_quota_minute()
+    await m.say("alice", "private words")
+    await m.say("bob", "bob's words")
+    before = await m.command("alice", CommandName.USAGE)
+    assert "Messages this minute: 1" in before
+    said = await m.command("alice", CommandName.FORGET)
+    assert said.startswith("Deleted 1 conversation:")
+    assert await conversations(m) == 1  # bob's stays
+    after = await m.command("alice", CommandName.USAGE)
+    assert "Messages this minute: 0" in after
+    await m.say("alice", "who am I?")
+    assert user_turns(m.vllm.requests[-1]) == ["who am I?"]
+
+
+async def usage_shows_my_numbers_and_what_is_left(m: Messenger) -> None:
+    await one_quota_minute()
+    await m.say("alice", "hello")
+    await m.say("alice", "again")
+    mine = await m.command("alice", CommandName.USAGE)
+    assert "Messages this minute: 2" in mine
+    assert "3 of 5 messages left this minute" in mine
+    tokens = int(re.search(r"Tokens today \(UTC\): ([\d,]+)", mine).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert tokens > 0
+    assert "no limits" in await m.command("admin", CommandName.USAGE)
+
+
+async def stats_show_memory_and_usage_with_tokens(m: Messenger) -> None:
+    await m.say("alice", "hello there")
+    await m.say("bob", "hi")
+    stats = await m.command("admin", CommandName.STATS)
+    assert "Conversations: 2 (4 messages)" in stats
+    assert "2 users, 2 turns" in stats
+    tokens_in = re.search(r"2 turns, ([\d,]+) tokens in, ([\d,]+) out", stats)
+    assert tokens_in is not None
+    assert int(tokens_in.group(1).replace(",", "")) > 0
+    assert int(tokens_in.group(2).replace(",", "")) > 0
+
+
+async def reset_user_and_reset_chat(m: Messenger) -> None:
+    await m.say("alice", "mine")
+    await m.say("bob", "his")
+    alice = m.user_id("alice")
+    assert await m.command("admin", CommandName.RESET_USER, alice) == (
+        f"Removed 1 conversation of user {alice}."
+    )
+    assert await conversations(m) == 1
+    wrong = await m.command("admin", CommandName.RESET_USER, "not-a-user!")
+    assert "Usage:" in wrong
+    assert (await m.command("admin", CommandName.RESET_USER)).startswith("Usage:")
+    assert await conversations(m) == 1
+    entries = await m.service.commands.operations.audit_log.recent()  # type: ignore[union-attr]
+    # The same shape from every platform (and `parley admin`): actor, action, target, detail.
+    admin = m.user_id("admin")
+    assert (entries[0].actor, entries[0].action, entries[0].target, entries[0].detail) == (
+        f"{m.name}:{admin}",
+        "reset-user",
+        f"{m.name}:{alice}",
+        "1",
+    )
+
+
+async def reset_all_asks_and_only_the_asker_confirms(m: Messenger) -> None:
+    await m.say("alice", "one")
+    await m.say("bob", "two")
+    question = await m.command("admin", CommandName.RESET_ALL)
+    assert "every conversation" in question
+    assert m.question_has_buttons()
+    assert await conversations(m) == 2  # nothing happens before the answer
+    assert texts.ONLY_ASKER in await m.press("alice", yes=True)
+    assert texts.ONLY_ASKER in await m.press("admin2", yes=True)  # another admin, not the asker
+    assert m.question_has_buttons()
+    assert await conversations(m) == 2
+    done = await m.press("admin", yes=True)
+    assert done == "Deleted all 2 conversations."
+    assert m.question_text() == "Deleted all 2 conversations."
+    assert not m.question_has_buttons()
+    assert await conversations(m) == 0
+
+
+async def reset_all_cancelled_changes_nothing(m: Messenger) -> None:
+    await m.say("alice", "one")
+    await m.command("admin", CommandName.RESET_ALL)
+    assert await m.press("admin", yes=False) == texts.CANCELLED
+    assert m.question_text() == texts.CANCELLED
+    assert await conversations(m) == 1
+
+
+async def reset_all_confirmation_expires(m: Messenger) -> None:
+    await m.say("alice", "one")
+    await m.command("admin", CommandName.RESET_ALL)
+    await asyncio.sleep(1.5)  # CONFIRM_SECONDS=1 for this scenario
+    said = await m.press("admin", yes=True)
+    assert said.startswith("This confirmation expired")
+    assert await conversations(m) == 1
+
+
+CASES = [
+    Case(help_shows_admin_commands_only_to_admins),
+    Case(admin_commands_are_refused_to_others_and_change_nothing),
+    Case(reset_forgets_this_conversation),
+    Case(stop_with_nothing_running_says_so),
+    Case(retry_answers_again_and_replaces_the_answer),
+    Case(retry_with_nothing_to_retry_says_so),
+    Case(retry_is_refused_once_access_is_denied),
+    Case(retry_counts_as_a_message_for_the_quota, {"quota_messages_per_minute": 2}),
+    Case(forget_deletes_my_conversations_and_counters),
+    Case(usage_shows_my_numbers_and_what_is_left, {"quota_messages_per_minute": 5}),
+    Case(stats_show_memory_and_usage_with_tokens),
+    Case(reset_user_and_reset_chat),
+    Case(reset_all_asks_and_only_the_asker_confirms),
+    Case(reset_all_cancelled_changes_nothing),
+    Case(reset_all_confirmation_expires, {"confirm_seconds": 1}),
+]

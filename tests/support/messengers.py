@@ -1,0 +1,214 @@
+"""Telegram and Slack as their users see them, so one command suite runs on both platforms.
+
+A ``Messenger`` is what a person does in one platform's client: write to the bot, type a
+command, press a button, read what came back. Scenarios only speak in those terms, so the same
+test proves the same behaviour on Telegram and Slack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from bots.slack.commands import CONFIRM_NO, CONFIRM_YES
+from bots.slack.render import unescape
+from bots.telegram.app import TelegramBot
+from core.commands import CommandName
+from core.service import ChatService
+from core.surfaces import SLACK, TELEGRAM
+from tests.fakes.fake_slack import wait_until
+from tests.fakes.fake_telegram import FakeMessage, FakeTelegram, User
+from tests.fakes.fake_vllm import FakeVLLM
+from tests.integration.slack.conftest import RunningBot
+from tests.integration.telegram.conftest import ADMIN_ID, idle
+
+SECOND_ADMIN_TG = 4343
+SECOND_ADMIN_SLACK = "U0ADMIN2"
+TELEGRAM_ADMINS = f"telegram:{ADMIN_ID},telegram:{SECOND_ADMIN_TG}"
+SLACK_ADMINS = f"slack:U0ADMIN,slack:{SECOND_ADMIN_SLACK}"
+
+
+class Messenger(Protocol):
+    """A platform as its users see it; people are named 'alice', 'bob', 'admin', 'admin2'."""
+
+    name: str
+    vllm: FakeVLLM
+
+    @property
+    def service(self) -> ChatService:
+        """The running bot's core (for reading the store, never for acting)."""
+        ...
+
+    def user_id(self, person: str) -> str:
+        """The platform's id for a person."""
+        ...
+
+    async def say(self, person: str, text: str) -> None:
+        """The person writes to the bot in private and waits for the answer."""
+        ...
+
+    async def command(self, person: str, name: CommandName, *args: str) -> str:
+        """The person runs a command in private; returns what the bot said back ('' if nothing)."""
+        ...
+
+    async def press(self, person: str, *, yes: bool) -> str:
+        """The person presses yes/no under the last question; returns what they were shown."""
+        ...
+
+    def question_text(self) -> str:
+        """What the last question's message shows now."""
+        ...
+
+    def question_has_buttons(self) -> bool:
+        """Whether the last question still offers its buttons."""
+        ...
+
+    def answers(self, person: str) -> list[str]:
+        """The model's answers (and Parley's notes) in the person's private chat, oldest first."""
+        ...
+
+
+def _plain(text: str) -> str:
+    """Slack mrkdwn or Telegram text → the words a person reads (markup symbols dropped)."""
+    return unescape(text).replace("*", "").replace("`", "")
+
+
+class TelegramMessenger:
+    """Parley's Telegram bot against the fake Bot API."""
+
+    name = "telegram"
+
+    def __init__(self, bot: TelegramBot, telegram: FakeTelegram, vllm: FakeVLLM) -> None:
+        self.bot = bot
+        self.telegram = telegram
+        self.vllm = vllm
+        self._people = {
+            "alice": telegram.new_user("Alice"),
+            "bob": telegram.new_user("Bob"),
+            "admin": User(ADMIN_ID, "Root"),
+            "admin2": User(SECOND_ADMIN_TG, "Deputy"),
+        }
+        self._question: FakeMessage | None = None
+
+    @property
+    def service(self) -> ChatService:
+        return self.bot.runtime.service
+
+    def user_id(self, person: str) -> str:
+        return str(self._people[person].id)
+
+    async def say(self, person: str, text: str) -> None:
+        await self.telegram.private_text(self._people[person], text)
+        await idle(self.bot, self.telegram)
+
+    async def command(self, person: str, name: CommandName, *args: str) -> str:
+        user = self._people[person]
+        before = len(self.telegram.bot_messages(user.id))
+        word = TELEGRAM.bare(name).removeprefix("/")
+        await self.telegram.command(self.telegram.private_chat(user), user, word, " ".join(args))
+        await idle(self.bot, self.telegram)
+        messages = self.telegram.bot_messages(user.id)[before:]
+        for message in messages:
+            if message.reply_markup is not None:
+                self._question = message
+        return _plain(messages[-1].text) if messages else ""
+
+    async def press(self, person: str, *, yes: bool) -> str:
+        assert self._question is not None
+        assert self._question.reply_markup is not None
+        yes_button, no_button = self._question.reply_markup["inline_keyboard"][0]
+        data = (yes_button if yes else no_button)["callback_data"]
+        update = await self.telegram.press_button(self._people[person], self._question, data)
+        await idle(self.bot, self.telegram)
+        return str(self.telegram.callback_answers[update["callback_query"]["id"]]["text"])
+
+    def question_text(self) -> str:
+        assert self._question is not None
+        return _plain(self._question.text)
+
+    def question_has_buttons(self) -> bool:
+        return self._question is not None and self._question.reply_markup is not None
+
+    def answers(self, person: str) -> list[str]:
+        return [_plain(t) for t in self.telegram.bot_texts(self._people[person].id)]
+
+
+class SlackMessenger:
+    """Parley's Slack bot (HTTP mode) against the fake Slack; private means a DM."""
+
+    name = "slack"
+
+    def __init__(self, bot: RunningBot) -> None:
+        self.bot = bot
+        self.vllm = bot.vllm
+        self._people = {
+            "alice": "U0ALICE",
+            "bob": "U0BOB",
+            "admin": "U0ADMIN",
+            "admin2": SECOND_ADMIN_SLACK,
+        }
+        self._question_id = ""
+        self._question_text = ""
+        self._question_open = False
+
+    @property
+    def service(self) -> ChatService:
+        return self.bot.runtime.service
+
+    def user_id(self, person: str) -> str:
+        return self._people[person]
+
+    def _dm(self, person: str) -> str:
+        return f"D{self._people[person]}"
+
+    async def say(self, person: str, text: str) -> None:
+        channel = self._dm(person)
+        count = len(self.bot.slack.bot_replies(channel, None))
+        await self.bot.dm(self._people[person], text, channel=channel)
+        await self.bot.answered(channel, None, count=count + 1)
+
+    async def command(self, person: str, name: CommandName, *args: str) -> str:
+        channel = self._dm(person)
+        text = " ".join((SLACK.bare(name).removeprefix("/parley "), *args))
+        delivery = await self.bot.sender.command(
+            text, user_id=self._people[person], channel_id=channel
+        )
+        assert delivery.status == 200, delivery  # the sender gives up after 3 s, as Slack does
+        body = delivery.json()
+        for block in body.get("blocks") or ():
+            for element in block.get("elements") or ():
+                if element.get("action_id") == CONFIRM_YES:
+                    self._question_id = element["value"]
+                    self._question_text = _plain(str(body["text"]))
+                    self._question_open = True
+        if name is CommandName.RETRY:  # the turn runs after the ack: wait until it ended
+            await asyncio.sleep(0.05)
+            await wait_until(lambda: self.service.lifecycle.in_flight == 0, timeout=30)
+            await wait_until(
+                lambda: not any(m.streaming for m in self.bot.slack.bot_replies(channel, None))
+            )
+        await self.bot.idle()
+        return _plain(str(body.get("text", "")))
+
+    async def press(self, person: str, *, yes: bool) -> str:
+        before = len(self.bot.slack.responses)
+        action = CONFIRM_YES if yes else CONFIRM_NO
+        click = await self.bot.sender.action(
+            action, self._question_id, user_id=self._people[person], channel_id=self._dm("admin")
+        )
+        assert click.status == 200
+        await wait_until(lambda: len(self.bot.slack.responses) > before)
+        response = self.bot.slack.responses[-1]
+        if response.get("replace_original"):
+            self._question_text = _plain(str(response["text"]))
+            self._question_open = False
+        return _plain(str(response["text"]))
+
+    def question_text(self) -> str:
+        return self._question_text
+
+    def question_has_buttons(self) -> bool:
+        return self._question_open
+
+    def answers(self, person: str) -> list[str]:
+        return [_plain(m.visible) for m in self.bot.slack.bot_replies(self._dm(person), None)]
