@@ -10,12 +10,18 @@ from core.quotas import QuotaUsage
 from core.surfaces import Surface
 from core.usage import UsageReport
 
-PLATFORM_NAMES = {"telegram": "Telegram", "slack": "Slack", "terminal": "this terminal"}
+PLATFORM_NAMES = {"telegram": "Telegram", "slack": "Slack", "terminal": "Terminal"}
+_WHERE = {"terminal": "in this terminal"}
 
 
 def platform_name(platform: str) -> str:
-    """'Telegram', 'Slack', … for sentences."""
+    """'Telegram', 'Slack', … for lists."""
     return PLATFORM_NAMES.get(platform, platform)
+
+
+def where(platform: str) -> str:
+    """'on Telegram', 'in this terminal', … for sentences."""
+    return _WHERE.get(platform, f"on {platform_name(platform)}")
 
 
 def plural(count: int, noun: str) -> str:
@@ -48,6 +54,8 @@ def help_text(surface: Surface, specs: list[CommandSpec]) -> str:
     if admin:
         lines += ["", "**Admin**", ""]
         lines += [f"{surface.usage(s)} — {s.summary}" for s in admin]
+    if surface.platform == "terminal":
+        lines += ["", "/exit — Leave (Ctrl-D too); Ctrl-C stops the answer being written"]
     return "\n".join(lines)
 
 
@@ -73,7 +81,7 @@ def forgotten(count: int, platform: str) -> str:
     """/forget: how much was deleted, and where."""
     return (
         f"Deleted {plural(count, 'conversation')}: I no longer remember anything you told me "
-        f"on {platform_name(platform)}, and your usage counters there are cleared."
+        f"{where(platform)}, and your usage counters there are cleared."
     )
 
 
