@@ -45,8 +45,9 @@ def _parser() -> argparse.ArgumentParser:
 def _secrets(settings: CoreSettings) -> list[str]:
     """Values that must never reach a log line."""
     values = [settings.llm_api_key.get_secret_value()]
-    if settings.redis_url is not None:
-        values.append(settings.redis_url.get_secret_value())
+    for secret in (settings.redis_url, settings.redis_password, settings.redis_sentinel_password):
+        if secret is not None:
+            values.append(secret.get_secret_value())
     return [v for v in values if v and v != "EMPTY"]
 
 
@@ -54,9 +55,11 @@ async def _with_runtime(
     settings: CoreSettings,
     body: Callable[[Runtime], Coroutine[Any, Any, int]],
     phrases: Phrases | None = None,
+    *,
+    allow_memory: bool,
 ) -> int:
-    """Run ``body`` with a runtime built from settings."""
-    async with open_runtime(settings, phrases=phrases) as runtime:
+    """Run ``body`` with a runtime built from settings (in-process memory only if allowed)."""
+    async with open_runtime(settings, phrases=phrases, allow_memory=allow_memory) as runtime:
         return await body(runtime)
 
 
@@ -66,8 +69,11 @@ def _run_chat(args: argparse.Namespace, settings: CoreSettings) -> int:
 
     user = args.user or getpass.getuser()
     interactive = False if args.plain else (True if args.live else None)
+    # One person's throwaway session may live in process memory (open_redis warns about it).
     return asyncio.run(
-        _with_runtime(settings, lambda rt: run(rt, user=user, interactive=interactive))
+        _with_runtime(
+            settings, lambda rt: run(rt, user=user, interactive=interactive), allow_memory=True
+        )
     )
 
 
@@ -86,7 +92,9 @@ def _run_platform(name: str, settings: CoreSettings) -> int:
             await module.run(runtime, adapter_settings)
         return 0
 
-    return asyncio.run(_with_runtime(settings, body, module.PHRASES))
+    # A bot on process memory would lose every history at a restart and split it between
+    # replicas: without Redis it refuses to start (one line, exit 2).
+    return asyncio.run(_with_runtime(settings, body, module.PHRASES, allow_memory=False))
 
 
 def main(argv: list[str] | None = None) -> int:

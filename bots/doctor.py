@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from dataclasses import dataclass
 from typing import TextIO
 
 from bots.runtime import open_redis
 from core.errors import BotError, ConfigError, LLMError
-from core.llm.client import OpenAICompatibleClient, Timeouts
+from core.llm.client import ModelInfo, OpenAICompatibleClient, Timeouts
 from core.llm.events import ChatMessage, ReasoningDelta, SamplingParams, TextDelta
 from core.settings import CoreSettings
 from core.tokens import QwenTokenCounter, default_counter, prompt_tokens
@@ -57,39 +58,60 @@ async def _check_redis(settings: CoreSettings, report: Report) -> None:
 
 
 async def _check_model(settings: CoreSettings, report: Report) -> None:
-    """The model server: model, context length, reasoning split, token counting."""
-    client = OpenAICompatibleClient(
-        settings.llm_base_url,
-        settings.llm_api_key.get_secret_value(),
-        model=settings.llm_model,
-        timeouts=Timeouts(connect=3, first_token=60, idle=30),
-    )
-    try:
-        info = await client.model_info()
-    except LLMError as exc:
-        report.fail(
-            f"model server at LLM_BASE_URL={settings.llm_base_url}: {exc}",
-            "start it (`parley model serve`, or vLLM with --reasoning-parser deepseek_r1) "
-            "or fix LLM_BASE_URL / LLM_MODEL",
+    """Every model server of LLM_BASE_URL; Parley works while at least one answers."""
+    clients = [
+        OpenAICompatibleClient(
+            url,
+            settings.llm_api_key.get_secret_value(),
+            model=settings.llm_model,
+            timeouts=Timeouts(connect=3, first_token=60, idle=30),
         )
-        await client.close()
-        return
+        for url in settings.llm_base_urls
+    ]
     try:
-        report.ok(f"model server at {settings.llm_base_url} serves {info.id}")
-        context = settings.llm_context_tokens or info.max_model_len
-        if context is None:
-            report.warn("the server does not report max_model_len", "set LLM_CONTEXT_TOKENS")
-        else:
-            report.ok(f"context length {context} tokens")
-            if settings.llm_max_tokens > context // 2:
-                report.warn(
-                    f"LLM_MAX_TOKENS={settings.llm_max_tokens} is over half the context",
-                    f"Parley will reserve {context // 2} tokens for replies; lower LLM_MAX_TOKENS",
+        infos = await asyncio.gather(*(c.model_info() for c in clients), return_exceptions=True)
+        answering = sum(isinstance(info, ModelInfo) for info in infos)
+        for client, info in zip(clients, infos, strict=True):
+            if isinstance(info, ModelInfo):
+                await _check_server(settings, client, info, report)
+            elif isinstance(info, LLMError):
+                flag = report.warn if answering else report.fail  # others carry the load
+                flag(
+                    f"model server at LLM_BASE_URL={client.base_url}: {info}",
+                    "start it (`parley model serve`, or vLLM with --reasoning-parser "
+                    "deepseek_r1) or fix LLM_BASE_URL / LLM_MODEL",
                 )
-        await _check_reasoning(client, report)
-        await _check_tokens(client, report)
+            else:
+                raise info
     finally:
-        await client.close()
+        await asyncio.gather(*(c.close() for c in clients))
+
+
+async def _check_server(
+    settings: CoreSettings, client: OpenAICompatibleClient, info: ModelInfo, report: Report
+) -> None:
+    """One model server: model, context length, reasoning split, token counting."""
+    report.ok(f"model server at {client.base_url} serves {info.id}")
+    configured = settings.llm_context_tokens
+    context = configured or info.max_model_len
+    if context is None:
+        report.warn("the server does not report max_model_len", "set LLM_CONTEXT_TOKENS")
+    else:
+        report.ok(f"context length {context} tokens")
+        if configured is not None and info.max_model_len and configured > info.max_model_len:
+            report.warn(
+                f"LLM_CONTEXT_TOKENS={configured} is above the max_model_len "
+                f"{info.max_model_len} of {client.base_url}",
+                "lower LLM_CONTEXT_TOKENS or leave it empty (each server's own is used); "
+                "meanwhile that server refuses the first long prompt once and Parley re-fits it",
+            )
+        if settings.llm_max_tokens > context // 2:
+            report.warn(
+                f"LLM_MAX_TOKENS={settings.llm_max_tokens} is over half the context",
+                f"Parley will reserve {context // 2} tokens for replies; lower LLM_MAX_TOKENS",
+            )
+    await _check_reasoning(client, report)
+    await _check_tokens(client, report)
 
 
 async def _check_reasoning(client: OpenAICompatibleClient, report: Report) -> None:

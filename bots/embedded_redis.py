@@ -8,7 +8,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -16,6 +16,9 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 _SOCKET_PATH_MAX = 100
+
+# How a program is found on PATH (shutil.which); tests pass their own instead of patching.
+Which = Callable[[str], str | None]
 
 
 def _socket_path(data_dir: Path) -> Path:
@@ -41,9 +44,11 @@ async def _answers(socket: Path) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def embedded_redis(data_dir: Path) -> AsyncIterator[str | None]:
+async def embedded_redis(
+    data_dir: Path, *, which: Which = shutil.which
+) -> AsyncIterator[str | None]:
     """Yield a unix-socket path to a persistent local redis-server, or None if none can run."""
-    binary = shutil.which("redis-server")
+    binary = which("redis-server")
     data_dir = data_dir.resolve() / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     socket = _socket_path(data_dir)

@@ -11,8 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from bots.runtime import Runtime
-from core.errors import BotError
+from bots.runtime import Runtime, redact_url
 
 log = logging.getLogger(__name__)
 _PROBE_TIMEOUT = 2.0
@@ -34,7 +33,7 @@ def build_ops_app(runtime: Runtime) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        """Ready when Redis and the model server both answer."""
+        """Ready when Redis and at least one model server answer; each server is listed."""
         checks: dict[str, str] = {}
         try:
             async with asyncio.timeout(_PROBE_TIMEOUT):
@@ -42,16 +41,13 @@ def build_ops_app(runtime: Runtime) -> web.Application:
             checks["redis"] = "ok"
         except (RedisError, OSError, TimeoutError) as exc:
             checks["redis"] = f"unreachable: {type(exc).__name__}"
-        try:
-            async with asyncio.timeout(_PROBE_TIMEOUT):
-                await runtime.llm.model_info(refresh=True)
-            checks["model"] = "ok"
-        except (BotError, TimeoutError) as exc:
-            checks["model"] = f"unreachable: {type(exc).__name__}"
+        servers = await runtime.llm.check(_PROBE_TIMEOUT)  # a failing one also cools down
+        up = [s for s in servers if s.ready]
+        checks["model"] = "ok" if up else servers[0].error
         ready = all(v == "ok" for v in checks.values())
-        return web.json_response(
-            {"status": "ready" if ready else "not ready", **checks}, status=200 if ready else 503
-        )
+        body: dict[str, object] = {"status": "ready" if ready else "not ready", **checks}
+        body["model_servers"] = {redact_url(s.url): "ok" if s.ready else s.error for s in servers}
+        return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         """Prometheus text format."""

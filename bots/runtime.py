@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool, UnixDomainSocketConnection
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.exceptions import RedisError
 
-from bots.embedded_redis import embedded_redis
+from bots.embedded_redis import Which, embedded_redis
 from core.access import AccessControl
 from core.admins import Admins
 from core.admission import Admission
@@ -25,7 +29,8 @@ from core.control import Commands
 from core.errors import ConfigError
 from core.intake import Intake
 from core.lifecycle import Lifecycle
-from core.llm.client import OpenAICompatibleClient, Timeouts
+from core.llm.client import LLMClient, OpenAICompatibleClient, Timeouts
+from core.llm.servers import ServerPool
 from core.marks import OnceMarks
 from core.metrics import Metrics
 from core.operations import Operations
@@ -51,7 +56,7 @@ class Runtime:
     settings: CoreSettings
     service: ChatService
     redis: aioredis.Redis
-    llm: OpenAICompatibleClient
+    llm: ServerPool
     keys: KeySpace
     clock: Clock
     redis_description: str
@@ -100,9 +105,87 @@ def _pool(settings: CoreSettings, url: str | None, socket: str | None) -> Blocki
     )
 
 
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Sentinel's master discovery with the blocking pool's bounded wait for a free connection."""
+
+
+class _Sentinel(Sentinel):
+    """redis-py's Sentinel with one master discovery at a time, shared by everyone who asks.
+
+    Its ``discover_master`` moves the sentinel that answered to the front of its list, with
+    awaits in between: concurrent discoveries (every reply reconnecting at once in a failover)
+    then duplicate one sentinel client in the list and drop another, whose connections are never
+    closed. Sharing one discovery avoids that and spares the sentinels a thundering herd.
+    """
+
+    def __init__(self, sentinels: tuple[tuple[str, int], ...], **options: Any) -> None:
+        super().__init__(sentinels, **options)
+        self._discoveries: dict[str, asyncio.Future[tuple[str, int]]] = {}
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        """The master's address, from the discovery already under way if there is one."""
+        pending = self._discoveries.get(service_name)
+        if pending is None:
+            discovery = super().discover_master(service_name)
+            pending = asyncio.ensure_future(discovery)
+            self._discoveries[service_name] = pending
+            pending.add_done_callback(lambda done: self._settled(service_name, done))
+        # Shielded: one caller giving up must not cancel the others' discovery.
+        return await asyncio.shield(pending)
+
+    def _settled(self, service_name: str, done: asyncio.Future[tuple[str, int]]) -> None:
+        """Forget a finished discovery (its error is each waiter's, never 'unretrieved')."""
+        if self._discoveries.get(service_name) is done:
+            del self._discoveries[service_name]
+        if not done.cancelled():
+            done.exception()
+
+
+def _sentinel(settings: CoreSettings) -> tuple[Sentinel, aioredis.Redis]:
+    """REDIS_SENTINELS: a client of the current master that follows it through a failover.
+
+    redis-py asks the sentinels for the master on every new connection and drops connections
+    to a master that was demoted (a READONLY reply becomes a ConnectionError): both reach the
+    core as StoreError, which the blip retry rides out.
+    """
+    options = redis_options(settings)
+    sentinel_password = settings.redis_sentinel_password
+    sentinel = _Sentinel(
+        settings.redis_sentinels,
+        sentinel_kwargs={
+            "socket_timeout": settings.redis_timeout,
+            "socket_connect_timeout": settings.redis_timeout,
+            "password": sentinel_password.get_secret_value() if sentinel_password else None,
+        },
+    )
+    password = settings.redis_password
+    client = sentinel.master_for(
+        settings.redis_sentinel_master,
+        connection_pool_class=_BlockingSentinelPool,
+        max_connections=_MAX_CONNECTIONS,
+        timeout=max(settings.redis_timeout, 5.0),
+        password=password.get_secret_value() if password else None,
+        **options,  # type: ignore[arg-type]
+    )
+    return sentinel, client
+
+
+_NO_REDIS = (
+    "no Redis: set REDIS_URL to a shared Redis (or install redis-server for a private one); "
+    "the bots cannot run on in-process memory"
+)
+
+
 @contextlib.asynccontextmanager
-async def open_redis(settings: CoreSettings) -> AsyncIterator[tuple[aioredis.Redis, str]]:
-    """REDIS_URL, or a private persistent redis-server, or (no binary) an in-process fake."""
+async def open_redis(
+    settings: CoreSettings, *, allow_memory: bool = False, which: Which = shutil.which
+) -> AsyncIterator[tuple[aioredis.Redis, str]]:
+    """REDIS_URL, REDIS_SENTINELS, or a private persistent redis-server.
+
+    With none of them (no redis-server on PATH, as ``which`` finds it) only ``allow_memory``
+    callers (`parley chat`, tests) get an in-process fake, with a warning; everyone else gets a
+    ConfigError, so a bot never silently keeps history in one process's memory.
+    """
     async with contextlib.AsyncExitStack() as stack:
         if settings.redis_url is not None:
             url = settings.redis_url.get_secret_value()
@@ -111,9 +194,20 @@ async def open_redis(settings: CoreSettings) -> AsyncIterator[tuple[aioredis.Red
             except ValueError as exc:
                 raise ConfigError(f"REDIS_URL is not a valid Redis URL: {exc}") from None
             description = redact_url(url)
+        elif settings.redis_sentinels:
+            sentinel, client = _sentinel(settings)
+            stack.push_async_callback(sentinel.aclose)
+            where = ",".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+            description = f"master {settings.redis_sentinel_master!r} of sentinels {where}"
         else:
-            socket = await stack.enter_async_context(embedded_redis(Path(settings.data_dir)))
-            if socket is None:
+            data_dir = Path(settings.data_dir)
+            socket = await stack.enter_async_context(embedded_redis(data_dir, which=which))
+            if socket is not None:
+                client = aioredis.Redis.from_pool(_pool(settings, None, socket))
+                description = f"embedded redis-server ({socket})"
+            elif not allow_memory:
+                raise ConfigError(_NO_REDIS)
+            else:
                 import fakeredis
 
                 log.warning(
@@ -122,21 +216,26 @@ async def open_redis(settings: CoreSettings) -> AsyncIterator[tuple[aioredis.Red
                 )
                 client = fakeredis.FakeAsyncRedis()
                 description = "in-process memory (not persistent)"
-            else:
-                client = aioredis.Redis.from_pool(_pool(settings, None, socket))
-                description = f"embedded redis-server ({socket})"
         stack.push_async_callback(client.aclose)
         try:
             await client.ping()
+        except MasterNotFoundError:  # its own text holds every sentinel client's repr
+            where = ",".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+            raise ConfigError(
+                f"cannot reach Redis: none of the sentinels {where} names a master "
+                f"{settings.redis_sentinel_master!r}; check REDIS_SENTINELS, "
+                "REDIS_SENTINEL_MASTER and REDIS_SENTINEL_PASSWORD"
+            ) from None
         except (RedisError, OSError) as exc:
-            raise ConfigError(f"cannot reach Redis at REDIS_URL={description}: {exc}") from None
+            where = "REDIS_SENTINELS: the " if settings.redis_sentinels else "REDIS_URL="
+            raise ConfigError(f"cannot reach Redis at {where}{description}: {exc}") from None
         yield client, description
 
 
 def build_service(
     settings: CoreSettings,
     redis: aioredis.Redis,
-    llm: OpenAICompatibleClient,
+    llm: LLMClient,
     keys: KeySpace,
     clock: Clock,
     phrases: Phrases | None,
@@ -207,21 +306,34 @@ async def open_runtime(
     clock: Clock | None = None,
     metrics: Metrics | None = None,
     retry: RetryPolicy = BLIP,
+    allow_memory: bool = False,
 ) -> AsyncIterator[Runtime]:
-    """Build the runtime; close every connection on exit."""
+    """Build the runtime; close every connection on exit.
+
+    ``allow_memory``: without any Redis, run on in-process memory (`parley chat`) instead of
+    refusing to start (the bots: see ``open_redis``).
+    """
     clock = clock or LoopClock()
     keys = KeySpace()
-    async with open_redis(settings) as (redis, description):
-        llm = OpenAICompatibleClient(
-            settings.llm_base_url,
-            settings.llm_api_key.get_secret_value(),
-            model=settings.llm_model,
-            timeouts=Timeouts(
-                connect=settings.llm_connect_timeout,
-                first_token=settings.llm_first_token_timeout,
-                idle=settings.llm_idle_timeout,
-            ),
-            retry=retry.at_most(settings.llm_retries),
+    async with open_redis(settings, allow_memory=allow_memory) as (redis, description):
+        timeouts = Timeouts(
+            connect=settings.llm_connect_timeout,
+            first_token=settings.llm_first_token_timeout,
+            idle=settings.llm_idle_timeout,
+        )
+        llm = ServerPool(  # one server or several: LLM_BASE_URL is a comma-separated list
+            [
+                OpenAICompatibleClient(
+                    url,
+                    settings.llm_api_key.get_secret_value(),
+                    model=settings.llm_model,
+                    timeouts=timeouts,
+                    retry=retry.at_most(settings.llm_retries),
+                )
+                for url in settings.llm_base_urls
+            ],
+            cooldown=settings.llm_server_cooldown_seconds,
+            clock=clock,
         )
         try:
             service = build_service(settings, redis, llm, keys, clock, phrases, metrics, retry)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from core.clock import Clock, LoopClock, wall_time
 from core.context import FittedPrompt, MessageTooLong, fit
 from core.conversation import ConversationKey, Role, StoredMessage, Turn
-from core.errors import ContextTooLong, LLMError, StoreError
+from core.errors import ContextTooLong, LeaseLost, LLMError, StoreError
 from core.llm.client import LLMClient
 from core.llm.events import Finished, ReasoningDelta, SamplingParams, StreamEvent, TextDelta
 from core.metrics import Metrics
@@ -71,15 +71,17 @@ class Answerer:
     phrases: Phrases = field(default_factory=Phrases)
     metrics: Metrics = field(default_factory=Metrics)
     retry: RetryPolicy = BLIP
-    _limits: ServiceLimits | None = None
+    _limits: dict[int, ServiceLimits] = field(default_factory=dict)  # by context length
 
-    async def limits(self) -> ServiceLimits:
-        """The context budget, from LLM_CONTEXT_TOKENS or the server's max_model_len."""
-        if self._limits is None:
-            context = self.settings.llm_context_tokens
-            if context is None:
-                info = await self.llm.model_info()
-                context = info.max_model_len or 4096
+    async def limits(self, affinity: str = "") -> ServiceLimits:
+        """The budget on the server ``affinity`` goes to (see ``ModelInfo.context_tokens``)."""
+        info = await self.llm.model_info(affinity=affinity)
+        return self._limits_for(info.context_tokens(self.settings.llm_context_tokens))
+
+    def _limits_for(self, context: int) -> ServiceLimits:
+        """The budget for one context length; servers may differ, so one per length seen."""
+        limits = self._limits.get(context)
+        if limits is None:
             reply = min(self.settings.llm_max_tokens, context // 2)
             if reply < self.settings.llm_max_tokens:  # `parley doctor` warns about it
                 log.info(
@@ -88,8 +90,8 @@ class Answerer:
                     context,
                     reply,
                 )
-            self._limits = ServiceLimits(context, reply)
-        return self._limits
+            limits = self._limits[context] = ServiceLimits(context, reply)
+        return limits
 
     async def answer(
         self,
@@ -103,8 +105,9 @@ class Answerer:
     ) -> TurnResult:
         """Fit, stream and save one turn while holding the conversation's lease."""
         user = StoredMessage(Role.USER, text, self.counter.count(text), wall_time())
+        affinity = str(key)  # the conversation's server (core.llm.servers) and session header
         try:
-            limits = await self.limits()
+            limits = await self.limits(affinity)
             fitted = self._fit(history, user, limits.prompt_budget)
         except MessageTooLong as exc:
             await say(sink, self.phrases.too_long.format(tokens=exc.tokens, limit=exc.limit))
@@ -122,11 +125,15 @@ class Answerer:
             if lease.previous_lost:
                 reply.add_notice(self.phrases.previous_lost)
             try:
-                generation = await self._generate(fitted, limits, reply, lease, history, user)
+                generation = await self._generate(
+                    fitted, limits, reply, lease, history, user, affinity
+                )
             except BaseException:
                 await reply.cancel()
                 raise
-            result = await self._conclude(key, user, fitted, reply, generation, replace=replace)
+            result = await self._conclude(
+                key, user, fitted, reply, generation, replace=replace, fence=lease.fence
+            )
         finally:
             self.metrics.active_streams.dec()
         self._observe(reply, generation, started)
@@ -153,8 +160,14 @@ class Answerer:
         lease: TurnLease,
         history: Sequence[StoredMessage],
         user: StoredMessage,
+        affinity: str,
     ) -> _Generation:
-        """Stream the answer into ``reply``; one harder-trimmed retry if vLLM still says 400."""
+        """Stream the answer into ``reply``; one re-fitted retry if vLLM still says 400.
+
+        The 400 names the server's real context length (LLM_CONTEXT_TOKENS set too high, or vLLM
+        restarted with a smaller --max-model-len): the retry is fitted to that, and the client
+        keeps it for later turns. Without it, the retry is trimmed by a quarter more.
+        """
         for attempt in range(2):
             room = limits.context_tokens - fitted.prompt_tokens
             params = SamplingParams(
@@ -162,12 +175,17 @@ class Answerer:
                 top_p=self.settings.llm_top_p,
                 max_tokens=max(16, min(limits.reply_tokens, room)),
             )
-            generation = await self._pump(self.llm.stream(fitted.messages, params), reply, lease)
+            events = self.llm.stream(fitted.messages, params, affinity=affinity)
+            generation = await self._pump(events, reply, lease)
             error = generation.error
             if isinstance(error, ContextTooLong) and attempt == 0 and not reply.has_output:
                 overshoot = (error.prompt_tokens or 0) - fitted.prompt_tokens
-                budget = limits.prompt_budget - max(overshoot, limits.prompt_budget // 4)
-                log.warning("context still too long (%s); trimming harder", error)
+                if error.limit:  # the server's real context, less what we under-counted
+                    limits = self._limits_for(min(error.limit, limits.context_tokens))
+                    budget = limits.prompt_budget - max(overshoot, 0)
+                else:
+                    budget = limits.prompt_budget - max(overshoot, limits.prompt_budget // 4)
+                log.warning("context too long (%s); re-fitting to %d tokens", error, budget)
                 try:
                     fitted = self._fit(history, user, budget)
                 except MessageTooLong:
@@ -224,6 +242,7 @@ class Answerer:
         generation: _Generation,
         *,
         replace: bool,
+        fence: str | None = None,
     ) -> TurnResult:
         """Finish the visible reply, then save the turn only if it is whole (or stopped)."""
         phrases = self.phrases
@@ -260,7 +279,7 @@ class Answerer:
         stored = StoredMessage(
             Role.ASSISTANT, answer, self.counter.count(assistant_visible(answer)), wall_time()
         )
-        saved = await self._save(key, Turn(user, stored), reply, replace=replace)
+        saved = await self._save(key, Turn(user, stored), reply, replace=replace, fence=fence)
         return TurnResult(
             outcome,
             answer,
@@ -272,19 +291,31 @@ class Answerer:
         )
 
     async def _save(
-        self, key: ConversationKey, turn: Turn, reply: ReplyStream, *, replace: bool
+        self,
+        key: ConversationKey,
+        turn: Turn,
+        reply: ReplyStream,
+        *,
+        replace: bool,
+        fence: str | None = None,
     ) -> bool:
         """Store the turn atomically, retrying through a Redis blip; if that fails, say so.
 
         Retrying is safe: the store saves a turn at most once (by ``Turn.id``), so an attempt
-        that was applied but whose reply was lost is not stored twice by the next one.
+        that was applied but whose reply was lost is not stored twice by the next one. A save
+        fenced out (another turn holds the lease now) is final: LeaseLost is never retried.
         """
         save = self.store.replace_last if replace else self.store.append
         try:
             await self.retry.run(
-                lambda: save(key, turn), retry_on=(StoreError,), what=f"saving a turn of {key}"
+                lambda: save(key, turn, fence=fence),
+                retry_on=(StoreError,),
+                what=f"saving a turn of {key}",
+                advice=lambda exc: None if isinstance(exc, LeaseLost) else 0.0,
             )
             return True
+        except LeaseLost as exc:
+            log.warning("did not save a turn of %s: %s", key, exc)
         except StoreError as exc:
             log.error("could not save a turn of %s: %s", key, exc)
         reply.add_notice(self.phrases.not_saved)

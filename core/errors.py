@@ -19,6 +19,13 @@ class StoreError(BotError):
     user_message = "I can't reach my memory store right now. Please try again shortly."
 
 
+class LeaseLost(StoreError):
+    """The turn's lease went to another turn (a stall outlived it): its save is refused, for good.
+
+    Retrying cannot help (the fence only moves forward), so the blip retry must not retry it.
+    """
+
+
 class LLMError(BotError):
     """The model server failed or refused a request."""
 

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.access import AccessMode
@@ -48,12 +56,18 @@ class CoreSettings(BaseSettings):
     llm_first_token_timeout: float = Field(120.0, gt=0)
     llm_idle_timeout: float = Field(60.0, gt=0)
     llm_retries: int = Field(1, ge=0, le=5)
+    llm_server_cooldown_seconds: float = Field(15.0, ge=0, le=3600)
 
     show_reasoning: ShowReasoning = ShowReasoning.PROGRESS
     busy_policy: BusyPolicy = BusyPolicy.QUEUE
     max_queued_per_conversation: int = Field(3, ge=0, le=100)
 
     redis_url: SecretStr | None = None
+    # Redis Sentinel instead of REDIS_URL: the sentinels as host:port pairs, the master's name.
+    redis_sentinels: Annotated[tuple[tuple[str, int], ...], NoDecode] = ()
+    redis_sentinel_master: str = Field("mymaster", min_length=1)
+    redis_password: SecretStr | None = None  # the master's and replicas' (Sentinel only)
+    redis_sentinel_password: SecretStr | None = None  # the sentinels' own, if they require one
     redis_timeout: float = Field(2.0, gt=0)
     data_dir: str = "var"
     history_ttl_seconds: int = Field(30 * 24 * 3600, ge=0)
@@ -75,6 +89,64 @@ class CoreSettings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return "" if info.field_name == "metrics_listen" else None
         return value
+
+    @field_validator("llm_base_url", mode="before")
+    @classmethod
+    def _parse_base_urls(cls, value: object) -> object:
+        """One http(s) URL or several, comma-separated (core.llm.servers spreads over them)."""
+        if not isinstance(value, str):
+            return value
+        urls = [part.strip() for part in value.split(",") if part.strip()]
+        if not urls:
+            return cls.model_fields["llm_base_url"].default  # empty in `.env`: the default
+        for url in urls:
+            try:
+                parts = urlsplit(url)
+                parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+            except ValueError:
+                parts = urlsplit("")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http(s) URL (e.g. http://localhost:8000/v1)")
+        if len(set(urls)) < len(urls):
+            raise ValueError("a model server is listed twice")
+        return ",".join(urls)
+
+    @property
+    def llm_base_urls(self) -> tuple[str, ...]:
+        """LLM_BASE_URL's model servers, in the order given."""
+        return tuple(self.llm_base_url.split(","))
+
+    @field_validator("redis_password", "redis_sentinel_password", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        """An empty password in `.env` means none, not an empty password sent to Redis."""
+        return None if isinstance(value, str) and not value else value
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _parse_sentinels(cls, value: object) -> object:
+        """`host:port,host:port` (IPv6 as `[::1]:26379`) → ((host, port), …)."""
+        if not isinstance(value, str):
+            return value
+        sentinels = []
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            host, _, port = part.rpartition(":")
+            host = host.removeprefix("[").removesuffix("]")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{part!r} is not host:port (e.g. sentinel-1:26379)")
+            sentinels.append((host, int(port)))
+        if len(set(sentinels)) < len(sentinels):
+            raise ValueError("a sentinel is listed twice")
+        return tuple(sentinels)
+
+    @model_validator(mode="after")
+    def _one_redis(self) -> CoreSettings:
+        """REDIS_URL and REDIS_SENTINELS both name where history lives: only one may."""
+        if self.redis_url is not None and self.redis_sentinels:
+            raise ValueError("set REDIS_URL or REDIS_SENTINELS, not both")
+        return self
 
     @field_validator("admin_ids", mode="before")
     @classmethod

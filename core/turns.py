@@ -8,6 +8,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
@@ -17,7 +18,13 @@ from core.conversation import ConversationKey
 from core.errors import StoreError
 from core.retry import BLIP, RetryPolicy
 from core.store.keys import KeySpace
-from core.store.redis_store import guarded, raise_if_cancelling
+from core.store.redis_store import (
+    NotReplicated,
+    ReplicatedWrites,
+    guarded,
+    raise_if_cancelling,
+    replicated_eval,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,9 @@ class TurnLease:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str = ""
     previous_lost: bool = False  # the conversation's previous turn never ended (its process died)
+    # This grant's fencing token ("<grant number>:<lock token>"): the store saves the turn only
+    # while it is still the conversation's newest grant. None: an unfenced lease (tests).
+    fence: str | None = None
 
     def request_stop(self, reason: str) -> None:
         """Ask the running turn to end (it keeps what was already shown)."""
@@ -46,7 +56,10 @@ class TurnCoordinator:
     """Serialises turns: FIFO inside a process, a leased Redis lock across processes.
 
     The lease is renewed while the turn runs, so a crashed replica blocks the conversation
-    for at most one lease; only the owner's token can release it (redis-py's Lock).
+    for at most one lease; only the owner's token can release it (redis-py's Lock). On a
+    Sentinel-managed Redis the grant, the running mark and the release are confirmed like a
+    saved turn (``ReplicatedWrites``): written to a master a failover deposed, they would be
+    lost and leave a held lease or a false "previous turn died" behind.
     """
 
     def __init__(
@@ -59,6 +72,7 @@ class TurnCoordinator:
         retry: RetryPolicy = BLIP,
     ) -> None:
         self._redis = redis
+        self._writes = ReplicatedWrites.of(redis)
         self._retry = retry
         self._keys = keys or KeySpace()
         self._lease = lease_seconds
@@ -107,7 +121,8 @@ class TurnCoordinator:
             async with local:
                 lock = await self._acquire(key, wait=wait)
                 token = secrets.token_hex(8)
-                lease = TurnLease(key, previous_lost=await self._begin(key, lock, token))
+                previous_lost = await self._begin(key, lock, token)
+                lease = TurnLease(key, previous_lost=previous_lost, fence=lock.fence)
                 self._running[key] = lease
                 done = asyncio.Event()
                 keeper = asyncio.create_task(self._keep(lock, lease, done), name=f"lease {key}")
@@ -119,19 +134,20 @@ class TurnCoordinator:
                     with contextlib.suppress(asyncio.CancelledError):
                         await keeper
                     self._running.pop(key, None)
-                    await self._end(key, token)
-                    await self._release(lock)
+                    await self._finish(key, lock, token)
         finally:
             self._users[key] -= 1
             if not self._users[key]:
                 del self._users[key]
                 self._local.pop(key, None)
 
-    async def _acquire(self, key: ConversationKey, *, wait: bool) -> Lock:
-        """Take the Redis lease with a random token; clear any stale stop request."""
-        lock = Lock(
+    async def _acquire(self, key: ConversationKey, *, wait: bool) -> _FencedLock:
+        """Take the Redis lease with a random token and a new fencing token, in one script."""
+        lock = _FencedLock(
             self._redis,
             self._keys.lock(key),
+            fence_key=self._keys.fence(key),
+            writes=self._writes,
             timeout=self._lease,
             sleep=0.05,
             blocking=wait,
@@ -144,19 +160,18 @@ class TurnCoordinator:
             raise TurnBusy(str(key))
         return lock
 
-    async def _begin(self, key: ConversationKey, lock: Lock, token: str) -> bool:
+    async def _begin(self, key: ConversationKey, lock: _FencedLock, token: str) -> bool:
         """Clear any stale stop request and mark the turn running; True if the last one died.
 
         A turn that ends in any way removes its mark, so a mark still there now was left by a
         process that was killed mid-turn.
         """
+        running, stop = self._keys.running(key), self._keys.stop(key)
 
         async def mark() -> object:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self._keys.stop(key))
-                pipe.set(self._keys.running(key), token, ex=_RUNNING_MARK_SECONDS, get=True)
-                _, previous = await pipe.execute()
-            return previous
+            return await replicated_eval(
+                self._redis, self._writes, _BEGIN, 2, running, stop, token, _RUNNING_MARK_SECONDS
+            )
 
         try:
             return await guarded("lock", mark) is not None
@@ -164,28 +179,38 @@ class TurnCoordinator:
             await self._release(lock)  # the turn will not run: free the conversation now
             raise
 
-    async def _end(self, key: ConversationKey, token: str) -> None:
-        """Remove this turn's running mark (only its own: a later turn may have taken over).
+    async def _finish(self, key: ConversationKey, lock: _FencedLock, token: str) -> None:
+        """Remove this turn's running mark and give the lease back, each only if still its own
+        (a later turn may have taken over), in one script.
 
-        Retried through a Redis blip: a mark left behind would tell the next turn that this
-        one died.
+        Retried through a Redis blip: a mark left behind would tell the next turn that this one
+        died, and a lease left behind holds the conversation until it runs out.
         """
+        lock_token = lock.local.token or b""
 
-        async def clear() -> None:
+        async def finish() -> object:
             try:
-                await self._redis.eval(_END_RUNNING, 1, self._keys.running(key), token)
+                return await replicated_eval(
+                    self._redis, self._writes, _FINISH, 2,
+                    self._keys.running(key), lock.name, token, lock_token,
+                )  # fmt: skip
             except (RedisError, OSError) as exc:
                 raise_if_cancelling(exc)
                 raise
 
         try:
-            await self._retry.run(
-                clear, retry_on=(RedisError, OSError), what=f"clearing the running mark of {key}"
+            released = await self._retry.run(
+                finish,
+                retry_on=(RedisError, OSError, NotReplicated),
+                what=f"ending the turn of {key}",
             )
-        except (RedisError, OSError) as exc:
-            log.warning("could not clear the running mark of %s: %s", key, exc)
+        except (RedisError, OSError, NotReplicated) as exc:
+            log.warning("could not end the turn of %s (its lease runs out): %s", key, exc)
+            return
+        if not released:
+            log.info("turn lease had already expired at release")
 
-    async def _keep(self, lock: Lock, lease: TurnLease, done: asyncio.Event) -> None:
+    async def _keep(self, lock: _FencedLock, lease: TurnLease, done: asyncio.Event) -> None:
         """Renew the lease and watch for stop requests from other replicas until ``done``."""
         interval = min(1.0, self._lease / 3)
         stop_key = self._keys.stop(lease.key)
@@ -205,7 +230,7 @@ class TurnCoordinator:
                 if ticks % renew_every == 0:
                     await lock.extend(self._lease, replace_ttl=True)
             except LockError:
-                if await self._take_back(lock):
+                if await self._take_back(lock, lease.fence):
                     log.warning("the turn lease for %s had expired; took it back", lease.key)
                     continue
                 log.warning("another turn took the lease for %s; stopping this one", lease.key)
@@ -215,32 +240,140 @@ class TurnCoordinator:
                 raise_if_cancelling(exc)
                 log.warning("cannot renew the turn lease for %s: %s", lease.key, exc)
 
-    async def _take_back(self, lock: Lock) -> bool:
-        """Re-take a lease that expired while Redis was slow, if no other turn has taken it."""
+    async def _take_back(self, lock: _FencedLock, fence: str | None) -> bool:
+        """Re-take a lease that expired while Redis was slow, if no later grant was made since.
+
+        Checked against the fencing token, not only the lock: another turn may have taken the
+        lease and released it already, and this turn must not run on as if nothing happened.
+        """
         token = lock.local.token
-        if token is None:
+        if token is None or fence is None:
             return False
         try:
-            taken = await self._redis.set(lock.name, token, nx=True, px=int(self._lease * 1000))
+            taken = await self._redis.eval(
+                _TAKE_BACK, 2, lock.name, lock.fence_key, token, int(self._lease * 1000), fence
+            )
         except (RedisError, OSError) as exc:
             raise_if_cancelling(exc)
             return False
         return bool(taken)
 
-    async def _release(self, lock: Lock) -> None:
-        """Give the lease back; if it already expired there is nothing to release."""
+    async def _release(self, lock: _FencedLock) -> None:
+        """Give back a lease no turn ran under (once; it runs out by itself anyway)."""
+        token = lock.local.token
+        if token is None:
+            return
         try:
-            await lock.release()
-        except LockError:
-            log.info("turn lease had already expired at release")
-        except (RedisError, OSError) as exc:
+            await replicated_eval(self._redis, self._writes, _RELEASE, 1, lock.name, token)
+        except (RedisError, OSError, NotReplicated) as exc:
+            raise_if_cancelling(exc)
             log.warning("could not release a turn lease (it expires by itself): %s", exc)
+
+
+class _FencedLock(Lock):
+    """redis-py's Lock whose grant also issues the conversation's next fencing token.
+
+    Taking the lock and moving the fence happen in one script (one round trip), so no other
+    turn can be granted in between; the store compares the token in its save script.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        name: str,
+        *,
+        fence_key: str,
+        writes: ReplicatedWrites | None = None,
+        **options: Any,
+    ):
+        super().__init__(redis, name, **options)
+        self.fence_key = fence_key
+        self.fence: str | None = None
+        self._client = redis
+        self._writes = writes
+
+    async def do_acquire(self, token: str | bytes) -> bool:
+        """SET NX PX plus the new fence; a retried grant whose reply was lost is recognised.
+
+        A grant a failover could undo is withdrawn where it landed and raised as a blip, so the
+        turn's start is retried against the master that survives.
+        """
+        lease_ms = int(self.timeout * 1000) if self.timeout else 0
+        keys = (self.name, self.fence_key)
+        try:
+            fence = await replicated_eval(
+                self._client, self._writes, _GRANT, 2, *keys, token, lease_ms, _FENCE_SECONDS,
+                wrote=lambda reply: reply is not None,
+            )  # fmt: skip
+        except NotReplicated:
+            with contextlib.suppress(RedisError, OSError):
+                await self._client.eval(_RELEASE, 1, self.name, token)
+            raise
+        if fence is None:
+            return False
+        self.fence = _text(fence)
+        return True
 
 
 # A running mark outlives any turn by far; it only has to last until the user writes again.
 _RUNNING_MARK_SECONDS = 7 * 24 * 3600
+# The fence lives as long: a turn outliving it (and then meeting a reused number) is impossible,
+# and the lock token in the fence makes two grants' tokens differ even then.
+_FENCE_SECONDS = _RUNNING_MARK_SECONDS
 
-_END_RUNNING = """
+# KEYS: lock, fence. ARGV: lock token, lease ms (0 = none), fence ttl. Returns the new fencing
+# token "<grant number>:<lock token>", or nil while another turn holds the lock.
+_GRANT = """
+local taken
+if tonumber(ARGV[2]) > 0 then
+  taken = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+else
+  taken = redis.call('SET', KEYS[1], ARGV[1], 'NX')
+end
+if taken then
+  local previous = redis.call('GET', KEYS[2])
+  local number = tonumber(previous and string.match(previous, '^%d+') or '0') + 1
+  local fence = string.format('%d:%s', number, ARGV[1])
+  redis.call('SET', KEYS[2], fence, 'EX', ARGV[3])
+  return fence
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('GET', KEYS[2])
+end
+return false
+"""
+
+# KEYS: lock, fence. ARGV: lock token, lease ms, this turn's fence. Re-takes an expired lock only
+# while no later grant moved the fence.
+_TAKE_BACK = """
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then
+  return 0
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+return 0
+"""
+
+# KEYS: running mark, stop request. ARGV: this turn's mark, its ttl. The previous mark or nil.
+_BEGIN = """
+redis.call('DEL', KEYS[2])
+return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'GET')
+"""
+
+# KEYS: running mark, lock. ARGV: this turn's mark, its lock token. 1 if the lease was released.
+_FINISH = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+if redis.call('GET', KEYS[2]) == ARGV[2] then
+  return redis.call('DEL', KEYS[2])
+end
+return 0
+"""
+
+# KEYS: lock. ARGV: lock token. Deletes the lock only if it is still this grant's.
+_RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end

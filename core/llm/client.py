@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 import httpx2
@@ -34,6 +35,17 @@ T = TypeVar("T")
 _CONTEXT_RE = re.compile(
     r"maximum context length is (\d+) tokens.*?(?:contains|requested) (?:at least )?(\d+)", re.S
 )
+# Older vLLM counts prompt and completion together: "you requested N tokens (P in the messages, …".
+_PROMPT_PART_RE = re.compile(r"(\d+) in the messages")
+# The request header naming the conversation, so a router that routes by session (vLLM
+# production-stack: `--routing-logic session --session-key x-session-id`) keeps a conversation
+# on one replica, where its prefix is cached. Its value is a hash: user ids never leave Parley.
+SESSION_HEADER = "X-Session-Id"
+
+
+def session_id(affinity: str) -> str:
+    """A stable, opaque id for a conversation: the same on every replica and every restart."""
+    return hashlib.blake2b(affinity.encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +54,14 @@ class ModelInfo:
 
     id: str
     max_model_len: int | None
+    # The context length the server named in a 400 ("maximum context length is N"): it wins over
+    # max_model_len and LLM_CONTEXT_TOKENS, so a server restarted smaller is believed at once.
+    context_limit: int | None = None
+
+    def context_tokens(self, configured: int | None) -> int:
+        """Tokens a prompt plus its reply may use on this server (4096 when nothing says)."""
+        context = configured or self.max_model_len or 4096
+        return min(context, self.context_limit) if self.context_limit else context
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +77,17 @@ class LLMClient(Protocol):
     """What the chat service needs from a model server."""
 
     def stream(
-        self, messages: Sequence[ChatMessage], params: SamplingParams
+        self, messages: Sequence[ChatMessage], params: SamplingParams, *, affinity: str = ""
     ) -> AsyncIterator[StreamEvent]:
-        """Yield reasoning/answer deltas, then exactly one Finished."""
+        """Yield reasoning/answer deltas, then exactly one Finished.
+
+        ``affinity`` names the conversation (``str(ConversationKey)``): its turns go to the same
+        server, whose prefix cache still holds the history.
+        """
         ...
 
-    async def model_info(self) -> ModelInfo:
-        """The served model and its context length."""
+    async def model_info(self, *, affinity: str = "") -> ModelInfo:
+        """The served model and its context length, on the server ``affinity`` goes to."""
         ...
 
 
@@ -108,8 +132,9 @@ class OpenAICompatibleClient:
         """Release connections."""
         await self._openai.close()
 
-    async def model_info(self, *, refresh: bool = False) -> ModelInfo:
+    async def model_info(self, *, refresh: bool = False, affinity: str = "") -> ModelInfo:
         """The configured model (or the first one served) and its max_model_len."""
+        del affinity  # one server: every conversation comes here
         if self._info is not None and not refresh:
             return self._info
         try:
@@ -127,8 +152,25 @@ class OpenAICompatibleClient:
             names = ", ".join(m["id"] for m in served)
             raise ModelNotFound(f"model {self._model!r} is not served (the server has: {names})")
         max_len = chosen.get("max_model_len")
-        self._info = ModelInfo(chosen["id"], int(max_len) if isinstance(max_len, int) else None)
-        return self._info
+        info = ModelInfo(chosen["id"], int(max_len) if isinstance(max_len, int) else None)
+        old = self._info
+        if old is not None and (old.id, old.max_model_len) == (info.id, info.max_model_len):
+            info = replace(info, context_limit=old.context_limit)  # same server: a 400 still holds
+        self._info = info
+        return info
+
+    def _learn_context(self, limit: int) -> None:
+        """Believe the context length a 400 named, for every later request to this server."""
+        info = self._info
+        if info is None or info.context_limit == limit:
+            return
+        log.warning(
+            "the model server at %s says its context is %d tokens (max_model_len %s): using that",
+            self._base_url,
+            limit,
+            info.max_model_len,
+        )
+        self._info = replace(info, context_limit=limit)
 
     async def tokenize(self, messages: Sequence[ChatMessage]) -> int:
         """Exact prompt size from vLLM's /tokenize (applies the chat template)."""
@@ -147,10 +189,11 @@ class OpenAICompatibleClient:
         return int(result["count"])
 
     async def stream(
-        self, messages: Sequence[ChatMessage], params: SamplingParams
+        self, messages: Sequence[ChatMessage], params: SamplingParams, *, affinity: str = ""
     ) -> AsyncGenerator[StreamEvent, None]:
         """Stream one completion; every failure surfaces as a core.errors.LLMError."""
         info = await self.model_info()
+        headers = {SESSION_HEADER: session_id(affinity)} if affinity else None
         body: dict[str, Any] = {
             "model": info.id,
             "messages": [_message_json(m) for m in messages],
@@ -164,14 +207,19 @@ class OpenAICompatibleClient:
             async with contextlib.AsyncExitStack() as stack:
                 response = await self._sent(
                     lambda: stack.enter_async_context(
-                        self._openai.chat.completions.with_streaming_response.create(**body)
+                        self._openai.chat.completions.with_streaming_response.create(
+                            **body, extra_headers=headers
+                        )
                     ),
                     "starting a completion",
                 )
                 async for event in self._events(data_payloads(response.iter_bytes())):
                     yield event
         except openai.OpenAIError as exc:
-            raise _translate(exc) from exc
+            error = _translate(exc)
+            if isinstance(error, ContextTooLong) and error.limit:
+                self._learn_context(error.limit)
+            raise error from exc
         except httpx2.HTTPError as exc:
             raise LLMUnavailable(f"the model stream broke: {exc!r}") from exc
 
@@ -288,6 +336,8 @@ def _translate(exc: openai.OpenAIError) -> LLMError:
         if exc.status_code == 400 and "maximum context length" in message:
             match = _CONTEXT_RE.search(message)
             limit, prompt = (int(match[1]), int(match[2])) if match else (None, None)
+            if part := _PROMPT_PART_RE.search(message):
+                prompt = int(part[1])
             return ContextTooLong(message, limit=limit, prompt_tokens=prompt)
         if exc.status_code >= 500:
             return LLMUnavailable(f"the model server failed ({exc.status_code}): {message}")

@@ -37,6 +37,10 @@ class KeySpace:
         """Marks a turn as stored, so a retried save does not store it twice."""
         return f"{self.prefix}:{self.tag(key)}:saved:{_escape(turn_id)}"
 
+    def fence(self, key: ConversationKey) -> str:
+        """The newest lease grant's fencing token: only the turn holding it may save."""
+        return f"{self.prefix}:{self.tag(key)}:fence"
+
     def running(self, key: ConversationKey) -> str:
         """Set while a turn runs; still there at the next turn means that turn's process died."""
         return f"{self.prefix}:{self.tag(key)}:running"

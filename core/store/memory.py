@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
+import secrets
 from collections import Counter
 
 from core.clock import Clock, LoopClock
 from core.conversation import ConversationKey, StoredMessage, StoreStats, Turn
+from core.errors import LeaseLost
 from core.store.keys import KeySpace
 
 _SAVED_MARKS = 10_000  # far more turns than can be retrying their save at once
@@ -24,6 +26,7 @@ class InMemoryConversationStore:
         self._clock = clock or LoopClock()
         self._data: dict[str, tuple[list[StoredMessage], float]] = {}
         self._saved: dict[str, None] = {}  # the newest turn ids, as Redis's saved-marks
+        self._fences: dict[ConversationKey, str] = {}  # the newest grant, as the fence key
 
     def _live(self, name: str) -> list[StoredMessage] | None:
         """The list under ``name`` unless it has expired."""
@@ -45,23 +48,39 @@ class InMemoryConversationStore:
         """A copy of the history."""
         return list(self._live(self._keys.history(key)) or [])
 
-    async def append(self, key: ConversationKey, turn: Turn) -> None:
-        """Both halves at once, once per turn."""
+    def grant(self, key: ConversationKey) -> str:
+        """A new lease grant's fencing token, outdating every earlier one (the turn coordinator
+        does this in Redis; here tests stand in for it)."""
+        previous = self._fences.get(key, "0:")
+        fence = f"{int(previous.split(':', 1)[0]) + 1}:{secrets.token_hex(8)}"
+        self._fences[key] = fence
+        return fence
+
+    async def append(self, key: ConversationKey, turn: Turn, *, fence: str | None = None) -> None:
+        """Both halves at once, once per turn, only under the newest grant."""
         name = self._keys.history(key)
-        if self._first_save(key, turn):
+        if self._first_save(key, turn, fence):
             self._put(name, [*(self._live(name) or []), *turn.messages()])
 
-    async def replace_last(self, key: ConversationKey, turn: Turn) -> None:
-        """Swap the newest turn, once per turn."""
+    async def replace_last(
+        self, key: ConversationKey, turn: Turn, *, fence: str | None = None
+    ) -> None:
+        """Swap the newest turn, once per turn, only under the newest grant."""
         name = self._keys.history(key)
-        if self._first_save(key, turn):
+        if self._first_save(key, turn, fence):
             self._put(name, [*(self._live(name) or [])[:-2], *turn.messages()])
 
-    def _first_save(self, key: ConversationKey, turn: Turn) -> bool:
-        """Whether this turn was not stored before (marks it stored)."""
+    def _first_save(self, key: ConversationKey, turn: Turn, fence: str | None) -> bool:
+        """Whether this turn was not stored before (marks it stored); LeaseLost when fenced out.
+
+        The same order as the Redis script: a turn already stored stays stored (a retry after
+        a lost reply), then the fence.
+        """
         mark = self._keys.saved(key, turn.id)
         if mark in self._saved:
             return False
+        if fence is not None and fence != self._fences.get(key):
+            raise LeaseLost(f"the turn lease of {key} passed to another turn; not saved")
         self._saved[mark] = None
         if len(self._saved) > _SAVED_MARKS:
             del self._saved[next(iter(self._saved))]

@@ -14,12 +14,18 @@ class ConversationStore(Protocol):
         """The conversation's messages, oldest first (unreadable entries are skipped)."""
         ...
 
-    async def append(self, key: ConversationKey, turn: Turn) -> None:
-        """Store a turn atomically, cap the history and renew its time to live."""
+    async def append(self, key: ConversationKey, turn: Turn, *, fence: str | None = None) -> None:
+        """Store a turn atomically, cap the history and renew its time to live.
+
+        With ``fence`` (the turn's lease grant) the write happens only while that grant is the
+        conversation's newest; otherwise it raises ``LeaseLost`` and stores nothing.
+        """
         ...
 
-    async def replace_last(self, key: ConversationKey, turn: Turn) -> None:
-        """Swap the newest turn for ``turn`` atomically (used by retry)."""
+    async def replace_last(
+        self, key: ConversationKey, turn: Turn, *, fence: str | None = None
+    ) -> None:
+        """Swap the newest turn for ``turn`` atomically (used by retry), fenced like append."""
         ...
 
     async def clear(self, key: ConversationKey) -> bool:

@@ -1,18 +1,26 @@
-"""Conversation memory in Redis (or anything speaking its protocol, embedded or remote)."""
+"""Conversation memory in Redis (or anything speaking its protocol, embedded or remote).
+
+A save is fenced: the script stores the turn only while it still holds the conversation's lease
+(``core.turns``). On a Sentinel-managed Redis a save also counts only once it would survive a
+failover (see ``ReplicatedWrites``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 
 from core.conversation import ConversationKey, StoredMessage, StoreStats, Turn
-from core.errors import StoreError
+from core.errors import LeaseLost, StoreError
 from core.store.codec import decode_all, encode
 from core.store.keys import KeySpace
 
@@ -22,15 +30,22 @@ _SCAN_BATCH = 500
 # How long a turn stays marked as saved: far longer than any retry of its save.
 _SAVED_MARK_SECONDS = 600
 
-# KEYS: history, saved-mark. ARGV: replace (0/1), cap, ttl (0 = none), mark ttl, the messages.
+# KEYS: history, saved-mark, fence. ARGV: replace (0/1), cap, ttl (0 = none), mark ttl, the
+# turn's fencing token ('' = unfenced), the messages. Returns 1 stored, 0 stored before (the
+# mark is renewed: a write, so a WAIT after it also covers the first save), -1 lease lost.
 _SAVE = """
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[4]) then
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
   return 0
+end
+if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then
+  redis.call('DEL', KEYS[2])
+  return -1
 end
 if ARGV[1] == '1' then
   redis.call('LTRIM', KEYS[1], 0, -3)
 end
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 5))
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 6))
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 if tonumber(ARGV[3]) > 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[3])
@@ -55,6 +70,136 @@ async def guarded(operation: str, call: Callable[[], Awaitable[T]]) -> T:
         raise StoreError(f"Redis failed during {operation}: {exc}") from exc
 
 
+class NotReplicated(StoreError):
+    """A write reached a master but cannot be shown to survive a failover yet; a blip."""
+
+
+def _always(_: list[Any]) -> bool:
+    """Every reply counts as a write to confirm."""
+    return True
+
+
+class ReplicatedWrites:
+    """Makes a write on a Sentinel-managed Redis count only once a failover cannot undo it.
+
+    Sentinel replicates asynchronously and, after ``SENTINEL FAILOVER``, leaves the old master
+    writable for about ten seconds until it reconfigures it: what is written there is lost (a
+    saved turn, a released lease, a cleared running mark). So the write's own connection asks
+    ``WAIT 1`` (a replica has it) and for the server's replicas. Without a replica's ack the
+    write stands only if no healthy replica is attached and a majority of the sentinels name
+    the very address it was written to, with no failover under way; otherwise it is a
+    ``NotReplicated`` blip, and the retry (every write sent this way is idempotent) lands on the
+    new master.
+    """
+
+    @classmethod
+    def of(cls, redis: aioredis.Redis) -> ReplicatedWrites | None:
+        """For a Sentinel-managed client; None for any other (nothing to confirm)."""
+        pool = redis.connection_pool
+        return cls(redis, pool) if isinstance(pool, SentinelConnectionPool) else None
+
+    def __init__(self, redis: aioredis.Redis, pool: SentinelConnectionPool) -> None:
+        self._redis = redis
+        self._pool = pool
+        timeout = pool.connection_kwargs.get("socket_timeout") or 1.0
+        # WAIT blocks the connection: keep it well inside the socket timeout.
+        self._wait_ms = max(10, int(min(_REPLICA_WAIT_SECONDS, float(timeout) / 4) * 1000))
+        self._alone = False  # the master had no replica at the last write: no WAIT to sit out
+
+    async def run(
+        self, write: Callable[[Pipeline], object], *, wrote: Callable[[list[Any]], bool] = _always
+    ) -> list[Any]:
+        """The commands ``write`` queues, sent with the checks on one connection; their replies
+        once confirmed (at once when ``wrote(replies)`` says nothing was written)."""
+        alone = self._alone
+        async with self._redis.pipeline(transaction=False) as pipe:
+            # Handed to the pipeline (which releases it), so we know which server it reached:
+            # the address redis-py connected to, as the sentinels named it then.
+            connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            pipe.connection = connection
+            write(pipe)
+            count = len(pipe)
+            if not alone:
+                pipe.wait(1, self._wait_ms)
+            pipe.info("replication")
+            replies = await pipe.execute()
+            address = (connection.host, connection.port)
+        results, checks = replies[:count], replies[count:]
+        if not wrote(results):
+            return results
+        acked = 0 if alone else int(checks.pop(0))
+        (replication,) = checks
+        if acked >= 1:
+            self._alone = False
+            return results
+        if _healthy_replicas(replication):
+            self._alone = False
+            raise NotReplicated("no replica confirmed the write yet")
+        if not await self._named_master(address):
+            raise NotReplicated("the write reached a Redis the sentinels do not name master")
+        self._alone = True
+        return results
+
+    async def _named_master(self, address: tuple[str, int]) -> bool:
+        """Whether most sentinels name ``address`` master, none failing over."""
+        manager = self._pool.sentinel_manager
+        sentinels = list(manager.sentinels)
+        answers = await asyncio.gather(
+            *(s.sentinel_master(self._pool.service_name) for s in sentinels),
+            return_exceptions=True,
+        )
+        states = [a for a in answers if isinstance(a, Mapping)]
+        named = sum(1 for state in states if (state.get("ip"), state.get("port")) == address)
+        if named < len(states):
+            # Some sentinel names another master (this one may be deposed): drop the idle
+            # connections, so the retry asks the sentinels afresh which server to write to.
+            await self._pool.disconnect(inuse_connections=False)
+        if any("failover_in_progress" in _flags(state) for state in states):
+            return False
+        return named * 2 > len(sentinels)
+
+
+async def replicated_eval(
+    redis: aioredis.Redis,
+    writes: ReplicatedWrites | None,
+    script: str,
+    numkeys: int,
+    *args: EncodableT,
+    wrote: Callable[[Any], bool] = lambda _: True,
+) -> Any:
+    """EVAL ``script``; on a Sentinel-managed Redis confirmed by ``writes`` (unless ``wrote``
+    says its reply means nothing was written)."""
+    if writes is None:
+        return await redis.eval(script, numkeys, *args)
+    (reply,) = await writes.run(
+        lambda pipe: pipe.eval(script, numkeys, *args), wrote=lambda replies: wrote(replies[0])
+    )
+    return reply
+
+
+def _flags(state: Mapping[str, Any]) -> set[str]:
+    """A sentinel state's flags (a comma list in RESP2, a set in RESP3)."""
+    flags = state.get("flags", "")
+    return set(flags) if isinstance(flags, set | frozenset) else set(str(flags).split(","))
+
+
+def _healthy_replicas(replication: Mapping[str, Any]) -> int:
+    """Replicas attached to this master, online and acking within the last couple of seconds."""
+    count = 0
+    for name, value in replication.items():
+        if name.startswith("slave") and isinstance(value, Mapping):
+            lag = value.get("lag", 0)
+            if value.get("state") == "online" and int(lag) <= _REPLICA_LAG_SECONDS:
+                count += 1
+    return count
+
+
+# How long a save waits for a replica's ack (at most a quarter of the socket timeout).
+_REPLICA_WAIT_SECONDS = 0.25
+# A replica acks every second; one silent for longer is not counted on.
+_REPLICA_LAG_SECONDS = 2
+
+
 class RedisConversationStore:
     """History as a Redis list per conversation: append, cap and TTL in one script."""
 
@@ -70,33 +215,45 @@ class RedisConversationStore:
         self._keys = keys or KeySpace()
         self._cap = max(2, max_messages - max_messages % 2)  # whole turns only
         self._ttl = ttl_seconds
+        self._replicated = ReplicatedWrites.of(redis)
 
     async def load(self, key: ConversationKey) -> list[StoredMessage]:
         """All messages, oldest first."""
         raws = await guarded("load", lambda: self._redis.lrange(self._keys.history(key), 0, -1))
         return decode_all(raws)
 
-    async def append(self, key: ConversationKey, turn: Turn) -> None:
+    async def append(self, key: ConversationKey, turn: Turn, *, fence: str | None = None) -> None:
         """RPUSH both halves, LTRIM to the cap and renew the TTL, atomically and only once."""
-        await guarded("append", lambda: self._save(key, turn, replace=False))
+        await self._save(key, turn, replace=False, fence=fence)
 
-    async def replace_last(self, key: ConversationKey, turn: Turn) -> None:
+    async def replace_last(
+        self, key: ConversationKey, turn: Turn, *, fence: str | None = None
+    ) -> None:
         """Drop the newest turn and push the new one in the same script, only once."""
-        await guarded("replace_last", lambda: self._save(key, turn, replace=True))
+        await self._save(key, turn, replace=True, fence=fence)
 
-    async def _save(self, key: ConversationKey, turn: Turn, *, replace: bool) -> None:
-        """One script: a turn already marked as saved is not pushed again."""
-        await self._redis.eval(
-            _SAVE,
-            2,
+    async def _save(
+        self, key: ConversationKey, turn: Turn, *, replace: bool, fence: str | None
+    ) -> None:
+        """One script: a turn already marked as saved is not pushed again; a fenced-out one
+        is refused (LeaseLost)."""
+        args = (
             self._keys.history(key),
             self._keys.saved(key, turn.id),
+            self._keys.fence(key),
             "1" if replace else "0",
             str(self._cap),
             str(self._ttl),
             str(_SAVED_MARK_SECONDS),
+            fence or "",
             *(encode(m) for m in turn.messages()),
         )
+        result = await guarded(
+            "replace_last" if replace else "append",
+            lambda: replicated_eval(self._redis, self._replicated, _SAVE, 3, *args),
+        )
+        if int(result) < 0:
+            raise LeaseLost(f"the turn lease of {key} passed to another turn; not saved")
 
     async def clear(self, key: ConversationKey) -> bool:
         """Delete one conversation's history."""

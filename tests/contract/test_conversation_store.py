@@ -1,24 +1,33 @@
-"""One ConversationStore contract, run against the in-memory store, fakeredis and real Redis."""
+"""One ConversationStore contract, run against the in-memory store, fakeredis, a real Redis
+and a real Redis Sentinel set (primary, replica, three sentinels) reached as the bots reach it.
+
+Saves are fenced by the turn lease: for the Redis backends the leases come from the real
+``TurnCoordinator`` (two of them, as two replicas), for the in-memory store from its stand-in.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
 import fakeredis
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from bots.runtime import redis_options
+from bots.runtime import open_redis, redis_options
 from core.conversation import ConversationKey, Role, StoredMessage, Turn
-from core.errors import StoreError
+from core.errors import LeaseLost, StoreError
 from core.settings import CoreSettings
 from core.store.keys import KeySpace
 from core.store.memory import InMemoryConversationStore
 from core.store.protocol import ConversationStore
 from core.store.redis_store import RedisConversationStore
+from core.turns import TurnCoordinator
 from tests.services import RedisServer, free_port
+from tests.support.sentinel import SentinelSet, sentinel_set
 from tests.support.timing import patient
 
 CAP = 6
@@ -41,24 +50,84 @@ ADA_SLACK = ConversationKey("slack", "C1", "ada", thread="171.5")
 ODD = ConversationKey("slack", "C|*{x}", "u:*?[1]", thread="a b")
 
 
-@pytest_asyncio.fixture(params=["memory", "fakeredis", "redis"])
-async def store(
-    request: pytest.FixtureRequest,
-) -> AsyncIterator[ConversationStore]:
+Lease = Callable[[ConversationKey], contextlib.AbstractAsyncContextManager[str]]
+
+
+@dataclass
+class Backend:
+    """A store, and what fencing needs around it: turn leases and their running out."""
+
+    store: ConversationStore
+    lease: Lease  # a turn's lease, as another replica would take it; yields its fencing token
+    expire: Callable[[ConversationKey], Awaitable[None]]  # the lease ran out (a Redis stall)
+
+
+@pytest.fixture(scope="module")
+def sentinels() -> Iterator[SentinelSet]:
+    """One Sentinel set for this module's contract runs (none of them fails over)."""
+    with sentinel_set() as cluster:
+        yield cluster
+
+
+def memory_backend() -> Backend:
+    """The in-memory store; its grants stand in for the turn coordinator's."""
+    memory = InMemoryConversationStore(max_messages=CAP, ttl_seconds=TTL)
+
+    @contextlib.asynccontextmanager
+    async def lease(key: ConversationKey) -> AsyncIterator[str]:
+        """A new grant outdates every earlier one."""
+        yield memory.grant(key)
+
+    async def expire(_: ConversationKey) -> None:
+        """Nothing holds a lock here: only grants count."""
+
+    return Backend(memory, lease, expire)
+
+
+def redis_backend(client: aioredis.Redis) -> Backend:
+    """The Redis store with real turn leases; each lease comes from another coordinator."""
+    keys = KeySpace()
+
+    @contextlib.asynccontextmanager
+    async def lease(key: ConversationKey) -> AsyncIterator[str]:
+        """A turn on a fresh coordinator (another replica), not waiting for a held lease."""
+        async with TurnCoordinator(client, keys=keys).turn(key, wait=False) as held:
+            assert held.fence is not None
+            yield held.fence
+
+    async def expire(key: ConversationKey) -> None:
+        """The lease's TTL ran out while the turn was stalled."""
+        await client.delete(keys.lock(key))
+
+    return Backend(RedisConversationStore(client, max_messages=CAP, ttl_seconds=TTL), lease, expire)
+
+
+@pytest_asyncio.fixture(params=["memory", "fakeredis", "redis", "sentinel"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     """The same contract over every backend."""
     if request.param == "memory":
-        yield InMemoryConversationStore(max_messages=CAP, ttl_seconds=TTL)
+        yield memory_backend()
         return
-    if request.param == "fakeredis":
-        client: aioredis.Redis = fakeredis.FakeAsyncRedis()
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        client = aioredis.Redis.from_url(server.url)
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "fakeredis":
+            client: aioredis.Redis = fakeredis.FakeAsyncRedis()
+            stack.push_async_callback(client.aclose)
+        elif request.param == "redis":
+            server: RedisServer = request.getfixturevalue("redis_server")
+            client = aioredis.Redis.from_url(server.url)
+            stack.push_async_callback(client.aclose)
+        else:
+            cluster: SentinelSet = request.getfixturevalue("sentinels")
+            settings = CoreSettings(_env_file=None, redis_sentinels=cluster.addresses)
+            client, _ = await stack.enter_async_context(open_redis(settings))
         await client.flushall()
-    try:
-        yield RedisConversationStore(client, max_messages=CAP, ttl_seconds=TTL)
-    finally:
-        await client.aclose()
+        yield redis_backend(client)
+
+
+@pytest.fixture
+def store(backend: Backend) -> ConversationStore:
+    """The backend's store."""
+    return backend.store
 
 
 async def test_empty_conversation_loads_empty(store: ConversationStore) -> None:
@@ -171,6 +240,71 @@ async def test_ids_with_glob_and_separator_characters_stay_exact(store: Conversa
     assert await store.clear_chat("slack", "C|*{x}") == 0
 
 
+# -- fencing: only the turn holding the conversation's newest lease grant may save ----------
+
+
+def contents(messages: list[StoredMessage]) -> list[str]:
+    """What a history says, in order."""
+    return [m.content for m in messages]
+
+
+async def test_a_turn_whose_lease_was_taken_cannot_save(backend: Backend) -> None:
+    store = backend.store
+    async with backend.lease(ADA) as first:
+        await store.append(ADA, turn(1), fence=first)
+        await backend.expire(ADA)  # the first turn stalled past its lease...
+        async with backend.lease(ADA) as second:  # ...and another turn took the conversation
+            with pytest.raises(LeaseLost):
+                await store.append(ADA, turn(2), fence=first)
+            with pytest.raises(LeaseLost):
+                await store.replace_last(ADA, turn(3), fence=first)
+            await store.append(ADA, turn(4), fence=second)
+    assert contents(await store.load(ADA)) == ["question 1", "answer 1", "question 4", "answer 4"]
+
+
+async def test_a_refused_save_stores_nothing_not_even_its_mark(backend: Backend) -> None:
+    store, refused = backend.store, turn(2)
+    async with backend.lease(ADA) as first:
+        await backend.expire(ADA)
+        async with backend.lease(ADA) as second:
+            with pytest.raises(LeaseLost):
+                await store.append(ADA, refused, fence=first)
+            assert await store.load(ADA) == []
+            await store.append(ADA, refused, fence=second)  # not taken for already saved
+    assert contents(await store.load(ADA)) == ["question 2", "answer 2"]
+
+
+async def test_a_save_retried_after_the_lease_moved_on_stays_saved_once(
+    backend: Backend,
+) -> None:
+    store, saved = backend.store, turn(1)
+    async with backend.lease(ADA) as first:
+        await store.append(ADA, saved, fence=first)
+        await backend.expire(ADA)
+        async with backend.lease(ADA) as second:
+            await store.append(ADA, saved, fence=first)  # the first reply was lost: no error
+            await store.append(ADA, turn(2), fence=second)
+    assert contents(await store.load(ADA)) == ["question 1", "answer 1", "question 2", "answer 2"]
+
+
+async def test_an_expired_lease_nobody_took_still_saves(backend: Backend) -> None:
+    async with backend.lease(ADA) as first:
+        await backend.expire(ADA)  # no other turn was granted since: the fence still holds
+        await backend.store.append(ADA, turn(1), fence=first)
+    assert len(await backend.store.load(ADA)) == 2
+
+
+async def test_fences_are_per_conversation_and_grow(backend: Backend) -> None:
+    async with backend.lease(ADA) as ada, backend.lease(BOB_GROUP) as bob:
+        await backend.store.append(BOB_GROUP, turn(1), fence=bob)
+        with pytest.raises(LeaseLost):
+            await backend.store.append(ADA, turn(2), fence=bob)
+        await backend.store.append(ADA, turn(3), fence=ada)
+    async with backend.lease(ADA) as later:
+        assert int(later.split(":")[0]) > int(ada.split(":")[0])
+        assert later != ada
+
+
 async def test_ttl_is_renewed_on_append(redis_client: aioredis.Redis) -> None:
     keys = KeySpace()
     store = RedisConversationStore(redis_client, max_messages=CAP, ttl_seconds=100)
@@ -183,7 +317,10 @@ async def test_ttl_is_renewed_on_append(redis_client: aioredis.Redis) -> None:
 async def test_keys_share_one_cluster_hash_tag() -> None:
     keys = KeySpace()
     tag = keys.tag(ADA_TOPIC)
-    names = (keys.history(ADA_TOPIC), keys.lock(ADA_TOPIC), keys.stop(ADA_TOPIC))
+    names = (
+        keys.history(ADA_TOPIC), keys.lock(ADA_TOPIC), keys.stop(ADA_TOPIC),
+        keys.fence(ADA_TOPIC), keys.running(ADA_TOPIC),
+    )  # fmt: skip
     for name in (*names, keys.saved(ADA_TOPIC, "0a1b")):
         assert name.count("{") == 1
         assert name[name.index("{") : name.index("}") + 1] == tag

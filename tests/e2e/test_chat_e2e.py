@@ -54,6 +54,7 @@ from tests.e2e.vllm_server import RealVllm, in_ci, start_vllm_server
 from tests.services import RedisServer
 from tests.support import commands
 from tests.support.sinks import RecordingSink
+from tests.support.tcp_proxy import HoldingProxy
 from tests.support.timing import patient
 from tools.test_model_script import SCRIPTED_ANSWER, SCRIPTED_REASONING
 
@@ -177,10 +178,10 @@ class TappedLLM:
     events: list[StreamEvent] = field(default_factory=list)
 
     def stream(
-        self, messages: Sequence[ChatMessage], params: SamplingParams
+        self, messages: Sequence[ChatMessage], params: SamplingParams, *, affinity: str = ""
     ) -> AsyncIterator[StreamEvent]:
         self.requests.append(list(messages))
-        return self._tap(self.inner.stream(messages, params))
+        return self._tap(self.inner.stream(messages, params, affinity=affinity))
 
     async def _tap(self, events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
         try:
@@ -196,8 +197,8 @@ class TappedLLM:
             if close is not None:
                 await close()
 
-    async def model_info(self) -> ModelInfo:
-        return await self.inner.model_info()
+    async def model_info(self, *, affinity: str = "") -> ModelInfo:
+        return await self.inner.model_info(affinity=affinity)
 
 
 def tap(runtime: Runtime, hook: EventHook | None = None) -> TappedLLM:
@@ -343,8 +344,18 @@ async def test_stop_mid_answer_aborts_on_the_server_and_it_stays_healthy(
     real_vllm_server: RealVllm, redis_server: RedisServer, redis_client: aioredis.Redis
 ) -> None:
     root = real_vllm_server.root_url
-    settings = settings_for(real_vllm_server.base_url, redis_server)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+    # The scripted answer takes vLLM ~0.3 s: on a busy machine it could be over before the stop
+    # got through, and then nothing is left to abort. Through the proxy, the stopped request
+    # asks for a long answer (the model may not end it for 500 tokens, ~5 s): the stop lands
+    # while vLLM is still generating, however slowly the bot acts on it.
+    proxy = HoldingProxy(int(root.rsplit(":", 1)[1]))
+    await proxy.start()
+    settings = settings_for(proxy.url + "/v1", redis_server)
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        stack.push_async_callback(proxy.stop)
         finished_before = await metric(http, root, FINISHED)
         async with open_runtime(settings) as rt:
             shown: list[str] = []
@@ -363,7 +374,9 @@ async def test_stop_mid_answer_aborts_on_the_server_and_it_stays_healthy(
 
             tapped = tap(rt, stop_once_some_answer_is_out)
             out = sink()
+            proxy.amend_request(b"POST /v1/chat/completions", {"min_tokens": 500})
             stopped = await rt.service.handle(message("Tell me everything."), out)
+            assert proxy.amended == 1
             history_after_stop = await rt.service.runner.store.load(ADA)
             stopped_events = list(tapped.events)
 
@@ -401,6 +414,9 @@ async def test_stop_mid_answer_aborts_on_the_server_and_it_stays_healthy(
 
 
 KILL_TEST = "test_server_killed_mid_answer_says_so_and_saves_no_half_turn"
+# vLLM's response headers and SSE events are ~200-300 bytes each: this passes on the role event
+# and a few reasoning tokens; the scripted reasoning alone is ~20 tokens (~5 KB of events).
+HELD_AFTER_BYTES = 2500
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -442,9 +458,14 @@ async def test_server_killed_mid_answer_says_so_and_saves_no_half_turn(
         if in_ci():
             pytest.fail(f"could not start a second real vLLM: {exc}", pytrace=False)
         pytest.skip(f"could not start a second real vLLM: {exc}")
+    # The bot reaches the server through a proxy that passes on only the start of the killed
+    # reply: the tiny model writes its whole reply in a blink, and on a busy machine all of it
+    # could reach the bot's socket before the bot acts on the first token and kills the server.
+    proxy = HoldingProxy(int(server.root_url.rsplit(":", 1)[1]))
+    await proxy.start()
     try:
         assert server.pid is not None
-        settings = settings_for(server.base_url, redis_server)
+        settings = settings_for(proxy.url + "/v1", redis_server)
         async with open_runtime(settings) as rt:
             await rt.service.handle(message("Remember this first turn."), sink())
             assert len(await rt.service.runner.store.load(ADA)) == 2
@@ -454,10 +475,13 @@ async def test_server_killed_mid_answer_says_so_and_saves_no_half_turn(
                 if isinstance(event, ReasoningDelta) and not killed_at:
                     assert server.pid is not None
                     os.killpg(server.pid, signal.SIGKILL)  # a crash: no goodbye to the client
+                    proxy.cut()  # and what was still on its way is lost with it
                     killed_at.append(len(tapped.events))
 
             tapped = tap(rt, kill_on_first_reasoning)
             out = sink()
+            # Headers and a few events: the first reasoning tokens, never the answer.
+            proxy.hold_reply_to(b"POST /v1/chat/completions", after=HELD_AFTER_BYTES)
             result = await rt.service.handle(message("And now a long answer."), out)
             history = await rt.service.runner.store.load(ADA)
             # The next message, with the server gone, is told the same and stores nothing.
@@ -466,7 +490,9 @@ async def test_server_killed_mid_answer_says_so_and_saves_no_half_turn(
             history_later = await rt.service.runner.store.load(ADA)
     finally:
         server.stop()
+        await proxy.stop()
 
+    assert proxy.held == 1, "the proxy never saw the request whose reply it was to hold"
     assert killed_at == [1], "the kill did not happen on the first reasoning token"
     assert result.outcome is Outcome.FAILED, (
         f"{result}: had the whole reply already reached this process before the kill?"

@@ -77,13 +77,13 @@ class TappedLLM:
     requests: list[list[ChatMessage]] = field(default_factory=list)
 
     def stream(
-        self, messages: Sequence[ChatMessage], params: SamplingParams
+        self, messages: Sequence[ChatMessage], params: SamplingParams, *, affinity: str = ""
     ) -> AsyncIterator[StreamEvent]:
         self.requests.append(list(messages))
-        return self.inner.stream(messages, params)
+        return self.inner.stream(messages, params, affinity=affinity)
 
-    async def model_info(self) -> ModelInfo:
-        return await self.inner.model_info()
+    async def model_info(self, *, affinity: str = "") -> ModelInfo:
+        return await self.inner.model_info(affinity=affinity)
 
 
 def tap(runtime: Runtime) -> TappedLLM:

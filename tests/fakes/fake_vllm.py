@@ -284,6 +284,7 @@ class FakeVLLM:
         self.reasoning_field: ReasoningField = reasoning_field
         self.responder: Responder = responder or default_responder
         self.requests: list[dict[str, Any]] = []
+        self.request_headers: list[dict[str, str]] = []  # beside requests; names lower-cased
         self.aborted = 0
         self.completed = 0
         self.killed = 0
@@ -483,6 +484,7 @@ class FakeVLLM:
         if isinstance(body, web.Response):
             return body
         self.requests.append(body)
+        self.request_headers.append({k.lower(): v for k, v in request.headers.items()})
         if self._failures:
             status, failure = self._failures.popleft()
             return _json(failure, status)

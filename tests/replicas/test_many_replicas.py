@@ -455,6 +455,11 @@ async def _kill_mid_reply(
     )
     answered_after = time.monotonic() - killed_at
     assert answered_after <= LEASE + GRACE_AFTER_LEASE, answered_after
+
+    async def saved() -> bool:  # a reply shows in full before its turn is saved and its lease freed
+        return not await redis.exists(*(KEYS.lock(k) for k in keys))
+
+    await _until(saved, timeout=patient(LEASE), what="the turns after the crash to end")
     for key, q in zip(keys, follow, strict=True):
         history = await load_history(redis, key)
         # The killed turn left nothing half-saved; the next one is whole.

@@ -45,7 +45,8 @@ BOT_LOGGERS = (
     "redis",
     "httpx",
 )
-FAKE_LOGGERS = ("tests", "aiohttp.server", "aiohttp.access", "aiohttp.web", "aiohttp.websocket")
+# The fakes' own loggers and aiohttp's server-side ones; ``aiohttp.server`` is judged apart.
+FAKE_LOGGERS = ("tests", "aiohttp.access", "aiohttp.web", "aiohttp.websocket")
 _ASYNCIO = "asyncio"
 _SERVER = "aiohttp.server"
 
@@ -96,6 +97,8 @@ def is_bots(record: logging.LogRecord) -> bool:
     name = record.name
     if _under(name, BOT_LOGGERS):
         return True
+    if _under(name, FAKE_LOGGERS):
+        return False
     if name == _ASYNCIO:  # the loop reports for every task: the bot's unless only tests show
         text = _text(record)
         return _in_bot_code(text) or _TEST_CODE not in text
