@@ -250,8 +250,9 @@ def build_service(
         redis, keys=keys, max_messages=settings.history_max_messages,
         ttl_seconds=settings.history_ttl_seconds,
     )  # fmt: skip
+    settling = retry.settling()  # ending a turn (save, running mark) outlasts a failover
     turns = TurnCoordinator(
-        redis, keys=keys, lease_seconds=settings.lock_lease_seconds, retry=retry
+        redis, keys=keys, lease_seconds=settings.lock_lease_seconds, retry=settling
     )
     access = AccessControl(redis, mode=settings.access, admins=admins, keys=keys)
     quotas = Quotas(
@@ -265,7 +266,7 @@ def build_service(
     lifecycle = Lifecycle(turns)
     answerer = Answerer(
         settings=settings, store=store, llm=llm, counter=default_counter(), clock=clock,
-        phrases=phrases, metrics=metrics, retry=retry,
+        phrases=phrases, metrics=metrics, retry=settling,
     )  # fmt: skip
     runner = TurnRunner(
         answerer=answerer,

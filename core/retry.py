@@ -70,6 +70,14 @@ class RetryPolicy:
         """The same schedule cut to ``retries`` further attempts (LLM_RETRIES)."""
         return replace(self, delays=self.delays[: max(0, retries)])
 
+    def settling(self) -> RetryPolicy:
+        """Longer, for writes that end a turn after its reply was shown (save, running mark).
+
+        Waiting costs nobody a visible delay there, and it must outlast a whole Sentinel
+        failover: the old master keeps taking writes for about 10 s before it is demoted.
+        """
+        return replace(self, delays=(*self.delays, 4.0, 8.0)) if self.delays else self
+
     def without_sleep(self) -> RetryPolicy:
         """The same number of attempts, none of the waiting (tests)."""
         return replace(self, sleep=_no_sleep)

@@ -80,6 +80,9 @@ class TurnCoordinator:
         self._local: dict[ConversationKey, asyncio.Lock] = {}
         self._users: dict[ConversationKey, int] = {}  # waiting or running here
         self._running: dict[ConversationKey, TurnLease] = {}
+        # Marks this process wrote for a turn whose start then failed (the write may have landed,
+        # e.g. on a replica during a failover): finding one later is not a lost turn.
+        self._unconfirmed: dict[ConversationKey, str] = {}
 
     def running(self, key: ConversationKey) -> TurnLease | None:
         """The lease of a turn this process is running for ``key``."""
@@ -174,10 +177,13 @@ class TurnCoordinator:
             )
 
         try:
-            return await guarded("lock", mark) is not None
+            previous = await guarded("lock", mark)
         except StoreError:
+            self._unconfirmed[key] = token
             await self._release(lock)  # the turn will not run: free the conversation now
             raise
+        ours = self._unconfirmed.pop(key, None)
+        return previous is not None and _text(previous) != ours
 
     async def _finish(self, key: ConversationKey, lock: _FencedLock, token: str) -> None:
         """Remove this turn's running mark and give the lease back, each only if still its own
