@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool, UnixDomainSocketConnection
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import RedisError
 
 from bots.embedded_redis import Which, embedded_redis
+from bots.sentinel import sentinel_client
 from core.access import AccessControl
 from core.admins import Admins
 from core.admission import Admission
@@ -105,71 +104,6 @@ def _pool(settings: CoreSettings, url: str | None, socket: str | None) -> Blocki
     )
 
 
-class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
-    """Sentinel's master discovery with the blocking pool's bounded wait for a free connection."""
-
-
-class _Sentinel(Sentinel):
-    """redis-py's Sentinel with one master discovery at a time, shared by everyone who asks.
-
-    Its ``discover_master`` moves the sentinel that answered to the front of its list, with
-    awaits in between: concurrent discoveries (every reply reconnecting at once in a failover)
-    then duplicate one sentinel client in the list and drop another, whose connections are never
-    closed. Sharing one discovery avoids that and spares the sentinels a thundering herd.
-    """
-
-    def __init__(self, sentinels: tuple[tuple[str, int], ...], **options: Any) -> None:
-        super().__init__(sentinels, **options)
-        self._discoveries: dict[str, asyncio.Future[tuple[str, int]]] = {}
-
-    async def discover_master(self, service_name: str) -> tuple[str, int]:
-        """The master's address, from the discovery already under way if there is one."""
-        pending = self._discoveries.get(service_name)
-        if pending is None:
-            discovery = super().discover_master(service_name)
-            pending = asyncio.ensure_future(discovery)
-            self._discoveries[service_name] = pending
-            pending.add_done_callback(lambda done: self._settled(service_name, done))
-        # Shielded: one caller giving up must not cancel the others' discovery.
-        return await asyncio.shield(pending)
-
-    def _settled(self, service_name: str, done: asyncio.Future[tuple[str, int]]) -> None:
-        """Forget a finished discovery (its error is each waiter's, never 'unretrieved')."""
-        if self._discoveries.get(service_name) is done:
-            del self._discoveries[service_name]
-        if not done.cancelled():
-            done.exception()
-
-
-def _sentinel(settings: CoreSettings) -> tuple[Sentinel, aioredis.Redis]:
-    """REDIS_SENTINELS: a client of the current master that follows it through a failover.
-
-    redis-py asks the sentinels for the master on every new connection and drops connections
-    to a master that was demoted (a READONLY reply becomes a ConnectionError): both reach the
-    core as StoreError, which the blip retry rides out.
-    """
-    options = redis_options(settings)
-    sentinel_password = settings.redis_sentinel_password
-    sentinel = _Sentinel(
-        settings.redis_sentinels,
-        sentinel_kwargs={
-            "socket_timeout": settings.redis_timeout,
-            "socket_connect_timeout": settings.redis_timeout,
-            "password": sentinel_password.get_secret_value() if sentinel_password else None,
-        },
-    )
-    password = settings.redis_password
-    client = sentinel.master_for(
-        settings.redis_sentinel_master,
-        connection_pool_class=_BlockingSentinelPool,
-        max_connections=_MAX_CONNECTIONS,
-        timeout=max(settings.redis_timeout, 5.0),
-        password=password.get_secret_value() if password else None,
-        **options,  # type: ignore[arg-type]
-    )
-    return sentinel, client
-
-
 _NO_REDIS = (
     "no Redis: set REDIS_URL to a shared Redis (or install redis-server for a private one); "
     "the bots cannot run on in-process memory"
@@ -195,7 +129,7 @@ async def open_redis(
                 raise ConfigError(f"REDIS_URL is not a valid Redis URL: {exc}") from None
             description = redact_url(url)
         elif settings.redis_sentinels:
-            sentinel, client = _sentinel(settings)
+            sentinel, client = sentinel_client(settings, redis_options(settings), _MAX_CONNECTIONS)
             stack.push_async_callback(sentinel.aclose)
             where = ",".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
             description = f"master {settings.redis_sentinel_master!r} of sentinels {where}"

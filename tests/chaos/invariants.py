@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 from core.conversation import ConversationKey, Role, StoredMessage
+from core.results import Outcome
 from core.store.codec import decode_all
 from core.store.keys import KeySpace
 
@@ -114,3 +115,13 @@ def min_gap(times: Iterable[float]) -> float:
     ordered = sorted(times)
     gaps = [b - a for a, b in itertools.pairwise(ordered)]
     return min(gaps, default=float("inf"))
+
+
+@dataclass
+class Talk:
+    """One user's conversation: what was asked, what was seen, how each turn ended."""
+
+    key: ConversationKey
+    asked: list[str] = field(default_factory=list)
+    seen: list[list[str]] = field(default_factory=list)
+    outcomes: list[tuple[Outcome, bool]] = field(default_factory=list)

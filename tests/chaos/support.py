@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import random
 import shutil
 import socket
 import tempfile
@@ -14,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.fake_vllm import Reply, default_responder
-from tests.services import RedisServer, _spawn, _wait_ready, missing_service
+from tests.services import RedisServer, _spawn, _wait_ready, missing_service, quiet_port
 
 FILLER = " ".join(f"w{i}" for i in range(40))  # makes an echoed answer stream for a while
 
@@ -24,36 +22,13 @@ def quick_thought(messages: list[dict[str, str]]) -> Reply:
     return Reply(reasoning="Short.", answer=default_responder(messages).answer)
 
 
-def _fixed_port() -> int:
-    """A free port below the ephemeral range.
-
-    While Redis is down, clients reconnect in a tight loop from ephemeral source ports; with
-    the server's port among them, one connect can land on that very port (a TCP self-connect)
-    and keep the restarted server from coming back. A port the kernel never hands out as a
-    source port rules that out.
-    """
-    low = 32768
-    with contextlib.suppress(OSError):
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(max(1024, low - 12000), low)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
-
-
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A redis-server of the test's own: it gets restarted, the session's does not."""
     if shutil.which("redis-server") is None:
         missing_service("redis-server")
     directory = Path(tempfile.mkdtemp(prefix="parley-chaos-redis-"))
-    port = _fixed_port()
+    port = quiet_port()
     server = RedisServer(port, _spawn(port, directory), directory)
     try:
         _wait_ready(port, server.process)

@@ -14,7 +14,6 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
@@ -27,7 +26,7 @@ from core.phrases import Phrases
 from core.results import Outcome
 from core.settings import CoreSettings
 from core.sink import SinkLimits
-from tests.chaos.invariants import check_history, echo, load_history, lock_keys, questions
+from tests.chaos.invariants import Talk, check_history, echo, load_history, lock_keys, questions
 from tests.chaos.support import restart_keeping_data
 from tests.fakes.fake_vllm import FakeVLLM
 from tests.services import RedisServer
@@ -36,16 +35,6 @@ from tests.support.sinks import RecordingSink
 RESTARTS = 10
 USERS = 12
 NOT_SAVED = Phrases().not_saved
-
-
-@dataclass
-class Talk:
-    """One user's conversation: what was asked, what was seen, how each turn ended."""
-
-    key: ConversationKey
-    asked: list[str] = field(default_factory=list)
-    seen: list[list[str]] = field(default_factory=list)
-    outcomes: list[tuple[Outcome, bool]] = field(default_factory=list)
 
 
 @pytest_asyncio.fixture

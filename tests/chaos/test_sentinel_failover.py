@@ -22,7 +22,6 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
@@ -38,7 +37,7 @@ from core.settings import CoreSettings
 from core.sink import SinkLimits
 from core.store.keys import KeySpace
 from core.store.redis_store import NotReplicated, RedisConversationStore
-from tests.chaos.invariants import check_history, echo, load_history, lock_keys, questions
+from tests.chaos.invariants import Talk, check_history, echo, load_history, lock_keys, questions
 from tests.chaos.support import quick_thought
 from tests.fakes.fake_vllm import FakeVLLM
 from tests.support.sentinel import SentinelSet, sentinel_set
@@ -50,16 +49,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(90)]
 USERS = 50
 NOT_SAVED = Phrases().not_saved
 ADA = ConversationKey("slack", "D0SENT", "ada")
-
-
-@dataclass
-class Talk:
-    """One user's conversation: what was asked, what was seen, how each turn ended."""
-
-    key: ConversationKey
-    asked: list[str] = field(default_factory=list)
-    seen: list[list[str]] = field(default_factory=list)
-    outcomes: list[tuple[Outcome, bool]] = field(default_factory=list)
 
 
 @pytest.fixture

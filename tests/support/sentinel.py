@@ -9,10 +9,8 @@ primary. A missing redis-server fails the run in CI (``tests.services.missing_se
 from __future__ import annotations
 
 import contextlib
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,35 +21,13 @@ from typing import TypeVar
 
 import redis
 
-from tests.services import missing_service
+from tests.services import missing_service, quiet_port
 from tests.support.timing import patient
 
 T = TypeVar("T")
 MASTER = "mymaster"
 SENTINELS = 3
 QUORUM = 2
-
-
-def quiet_port() -> int:
-    """A free loopback port below the ephemeral range.
-
-    Clients (and the sentinels) reconnect in a loop to a primary that was killed; with its port
-    among the ephemeral ones a connect can land on that very port (a TCP self-connect) and keep
-    the port busy. A port the kernel never hands out as a source port rules that out.
-    """
-    low = 32768
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(max(1024, low - 12000), low)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 @dataclass

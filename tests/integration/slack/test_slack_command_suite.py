@@ -13,3 +13,6 @@ from tests.support.messengers import SLACK_ADMINS, SlackMessenger
 async def test_command(case: Case, start_bot: StartBot) -> None:
     bot = await start_bot(admin_ids=SLACK_ADMINS, **case.core)
     await case.run(SlackMessenger(bot))
+    # Whatever the scenario did, Slack refused nothing the bot sent (no rate limit, no bad blocks).
+    refused = [(c.method, c.status, c.error) for c in bot.slack.calls if not c.ok]
+    assert refused == []

@@ -17,3 +17,7 @@ async def test_command(
 ) -> None:
     bot = await start_bot(core={"admin_ids": TELEGRAM_ADMINS, **case.core})
     await case.run(TelegramMessenger(bot, telegram, vllm))
+    # Whatever the scenario did, the Bot API refused nothing the bot sent (no flood control, no
+    # bad entities or markup in a command's reply, no edit of a message that is not there).
+    refused = [(c.method, c.error_code, c.description) for c in telegram.errors()]
+    assert refused == []
