@@ -29,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         entry = actions.add_parser(name, help=what)
         entry.add_argument("entry", help="platform:user_id, platform:chat:ID or slack:team:ID")
     actions.add_parser("access", help="show the access mode and lists")
+    actions.add_parser("persona", help="the personas and how many chats picked each")
     audit = actions.add_parser("audit", help="who did what, when")
     audit.add_argument("--limit", type=int, default=50)
 
@@ -46,6 +47,8 @@ def request(args: argparse.Namespace, caller: Caller) -> CommandRequest:
         return CommandRequest(CommandName(command), caller, args=(args.entry,))
     if command == "audit":
         return CommandRequest(CommandName.AUDIT, caller, args=(str(args.limit),))
+    if command == "persona":
+        return CommandRequest(CommandName.PERSONAS, caller)
     return CommandRequest(CommandName(command), caller)
 
 

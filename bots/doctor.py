@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
+
+from redis.asyncio.cluster import RedisCluster
 
 from bots.runtime import open_redis
 from core.errors import BotError, ConfigError, LLMError
 from core.llm.client import ModelInfo, OpenAICompatibleClient, Timeouts
 from core.llm.events import ChatMessage, ReasoningDelta, SamplingParams, TextDelta
+from core.persona_file import load_personas
 from core.settings import CoreSettings
 from core.tokens import QwenTokenCounter, default_counter, prompt_tokens
 
@@ -46,6 +50,12 @@ async def _check_redis(settings: CoreSettings, report: Report) -> None:
     """Redis reachable and keeping data."""
     try:
         async with open_redis(settings) as (redis, description):
+            if isinstance(redis, RedisCluster):
+                state = await redis.cluster_info()
+                primaries = len(redis.get_primaries())
+                slots = state.get("cluster_slots_ok")
+                report.ok(f"{description}: {primaries} primaries, {slots} of 16384 slots served")
+                return
             info = await redis.info("server")
             version = info.get("redis_version", "?") if isinstance(info, dict) else "?"
             report.ok(f"Redis {version} at {description}")
@@ -163,10 +173,29 @@ async def _check_tokens(client: OpenAICompatibleClient, report: Report) -> None:
         )
 
 
+def _check_personas(settings: CoreSettings, report: Report) -> None:
+    """PERSONAS_FILE readable and valid, or the built-in persona when the default file is absent."""
+    try:
+        personas = load_personas(settings.personas_file, settings.default_persona)
+    except ConfigError as exc:
+        report.fail(str(exc), "fix the file (the line is named) or PERSONAS_FILE/DEFAULT_PERSONA")
+        return
+    if not Path(settings.personas_file).is_file():
+        report.warn(
+            f"no {settings.personas_file} here: every chat uses LLM_INSTRUCTIONS alone",
+            "copy the example personas.yaml beside Parley or set PERSONAS_FILE",
+        )
+        return
+    report.ok(
+        f"{len(personas)} personas in {settings.personas_file} (default: {personas.default_id})"
+    )
+
+
 async def run(settings: CoreSettings, out: TextIO = sys.stdout) -> int:
     """Run every check; exit status 1 if any failed."""
     report = Report(out)
     await _check_redis(settings, report)
+    _check_personas(settings, report)
     await _check_model(settings, report)
     out.write("all good\n" if not report.failed else f"{report.failed} problem(s) found\n")
     return 1 if report.failed else 0

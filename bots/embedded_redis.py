@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+
+from core.store.client import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 _SOCKET_PATH_MAX = 100
@@ -37,7 +38,7 @@ async def _answers(socket: Path) -> bool:
     client = aioredis.Redis(unix_socket_path=str(socket), socket_timeout=1)
     try:
         return bool(await client.ping())
-    except (RedisError, OSError):
+    except REDIS_FAILURES:
         return False
     finally:
         await client.aclose()

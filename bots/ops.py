@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
 
 from bots.runtime import Runtime, redact_url
+from core.store.client import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 _PROBE_TIMEOUT = 2.0
@@ -39,7 +39,7 @@ def build_ops_app(runtime: Runtime) -> web.Application:
             async with asyncio.timeout(_PROBE_TIMEOUT):
                 await runtime.redis.ping()
             checks["redis"] = "ok"
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_FAILURES as exc:  # a TimeoutError is an OSError
             checks["redis"] = f"unreachable: {type(exc).__name__}"
         servers = await runtime.llm.check(_PROBE_TIMEOUT)  # a failing one also cools down
         up = [s for s in servers if s.ready]

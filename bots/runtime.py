@@ -13,8 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.asyncio.connection import BlockingConnectionPool, UnixDomainSocketConnection
 from redis.asyncio.sentinel import MasterNotFoundError
-from redis.exceptions import RedisError
 
+from bots.cluster import cluster_client
 from bots.embedded_redis import Which, embedded_redis
 from bots.sentinel import sentinel_client
 from core.access import AccessControl
@@ -22,6 +22,9 @@ from core.admins import Admins
 from core.admission import Admission
 from core.answer import Answerer
 from core.audit import AuditLog
+from core.briefing import Briefing
+from core.chat_admins import ChatAdmins
+from core.chat_commands import ChatCommands
 from core.clock import Clock, LoopClock
 from core.confirmations import PendingActions
 from core.control import Commands
@@ -33,13 +36,17 @@ from core.llm.servers import ServerPool
 from core.marks import OnceMarks
 from core.metrics import Metrics
 from core.operations import Operations
+from core.persona_file import load_personas
 from core.phrases import Phrases
 from core.quotas import Quotas
 from core.retry import BLIP, RetryPolicy, redis_command_retry
 from core.service import ChatService
 from core.settings import CoreSettings
+from core.store.chat_settings import RedisChatSettings
+from core.store.client import REDIS_FAILURES, RedisClient
 from core.store.keys import KeySpace
 from core.store.redis_store import RedisConversationStore
+from core.store.upgrades import upgrade_keys
 from core.tokens import default_counter
 from core.turn_runner import TurnRunner
 from core.turns import TurnCoordinator
@@ -54,7 +61,7 @@ class Runtime:
 
     settings: CoreSettings
     service: ChatService
-    redis: aioredis.Redis
+    redis: RedisClient
     llm: ServerPool
     keys: KeySpace
     clock: Clock
@@ -113,7 +120,7 @@ _NO_REDIS = (
 @contextlib.asynccontextmanager
 async def open_redis(
     settings: CoreSettings, *, allow_memory: bool = False, which: Which = shutil.which
-) -> AsyncIterator[tuple[aioredis.Redis, str]]:
+) -> AsyncIterator[tuple[RedisClient, str]]:
     """REDIS_URL, REDIS_SENTINELS, or a private persistent redis-server.
 
     With none of them (no redis-server on PATH, as ``which`` finds it) only ``allow_memory``
@@ -121,7 +128,12 @@ async def open_redis(
     ConfigError, so a bot never silently keeps history in one process's memory.
     """
     async with contextlib.AsyncExitStack() as stack:
-        if settings.redis_url is not None:
+        client: RedisClient
+        if settings.redis_url is not None and settings.redis_cluster:
+            url = settings.redis_url.get_secret_value()
+            client = cluster_client(settings, url, redis_options(settings), _MAX_CONNECTIONS)
+            description = f"Redis Cluster via {redact_url(url)}"
+        elif settings.redis_url is not None:
             url = settings.redis_url.get_secret_value()
             try:
                 client = aioredis.Redis.from_pool(_pool(settings, url, None))
@@ -160,15 +172,15 @@ async def open_redis(
                 f"{settings.redis_sentinel_master!r}; check REDIS_SENTINELS, "
                 "REDIS_SENTINEL_MASTER and REDIS_SENTINEL_PASSWORD"
             ) from None
-        except (RedisError, OSError) as exc:
-            where = "REDIS_SENTINELS: the " if settings.redis_sentinels else "REDIS_URL="
+        except REDIS_FAILURES as exc:
+            where = "REDIS_SENTINELS: the " if settings.redis_sentinels else "REDIS_URL: "
             raise ConfigError(f"cannot reach Redis at {where}{description}: {exc}") from None
         yield client, description
 
 
 def build_service(
     settings: CoreSettings,
-    redis: aioredis.Redis,
+    redis: RedisClient,
     llm: LLMClient,
     keys: KeySpace,
     clock: Clock,
@@ -179,7 +191,9 @@ def build_service(
     """Wire the core once: one admission, one turn runner, one command router."""
     phrases = phrases or Phrases()
     metrics = metrics or Metrics()
+    personas = load_personas(settings.personas_file, settings.default_persona)
     admins = Admins(settings.admin_ids)
+    chat_settings = RedisChatSettings(redis, keys)
     store = RedisConversationStore(
         redis, keys=keys, max_messages=settings.history_max_messages,
         ttl_seconds=settings.history_ttl_seconds,
@@ -217,10 +231,12 @@ def build_service(
         usage=usage,
         metrics=metrics,
         retry=retry,
+        briefing=Briefing(settings, personas, chat_settings),
     )
     operations = Operations(
-        store=store, access=access, audit_log=AuditLog(redis, keys), usage=usage, quotas=quotas
-    )
+        store=store, access=access, audit_log=AuditLog(redis, keys), usage=usage, quotas=quotas,
+        chat_settings=chat_settings, personas=personas,
+    )  # fmt: skip
     commands = Commands(
         store=store,
         turns=turns,
@@ -229,6 +245,7 @@ def build_service(
         pending=PendingActions(redis, keys, settings.confirm_seconds),
         quotas=quotas,
         marks=marks,
+        chat=ChatCommands(chat_settings, personas, admins, ChatAdmins(clock)),
     )
     return ChatService(settings, runner, commands, lifecycle)
 
@@ -251,6 +268,7 @@ async def open_runtime(
     clock = clock or LoopClock()
     keys = KeySpace()
     async with open_redis(settings, allow_memory=allow_memory) as (redis, description):
+        await upgrade_keys(redis, keys)
         timeouts = Timeouts(
             connect=settings.llm_connect_timeout,
             first_token=settings.llm_first_token_timeout,

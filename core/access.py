@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-import redis.asyncio as aioredis
-
 from core.admins import Admins
+from core.store.client import RedisClient
 from core.store.keys import KeySpace
 from core.store.redis_store import guarded
 
@@ -53,7 +52,7 @@ class AccessControl:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         mode: AccessMode,
         admins: Admins,
@@ -77,8 +76,8 @@ class AccessControl:
 
         async def check() -> bool:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.smismember(self._keys.named("deny"), entries)
-                pipe.smismember(self._keys.named("allow"), entries)
+                pipe.smismember(self._keys.access_list("deny"), entries)
+                pipe.smismember(self._keys.access_list("allow"), entries)
                 denied, allowed = await pipe.execute()
             if any(denied):
                 return False
@@ -99,20 +98,22 @@ class AccessControl:
     async def allow(self, entry: str) -> None:
         """Add to the allowlist (and lift a deny)."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(self._keys.named("allow"), entry)
-            pipe.srem(self._keys.named("deny"), entry)
+            pipe.sadd(self._keys.access_list("allow"), entry)
+            pipe.srem(self._keys.access_list("deny"), entry)
             await guarded("access", pipe.execute)
 
     async def deny(self, entry: str) -> None:
         """Add to the denylist (and drop from the allowlist)."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(self._keys.named("deny"), entry)
-            pipe.srem(self._keys.named("allow"), entry)
+            pipe.sadd(self._keys.access_list("deny"), entry)
+            pipe.srem(self._keys.access_list("allow"), entry)
             await guarded("access", pipe.execute)
 
     async def lists(self) -> tuple[list[str], list[str]]:
         """(allowed, denied) entries."""
-        allow = await guarded("access", lambda: self._redis.smembers(self._keys.named("allow")))
-        deny = await guarded("access", lambda: self._redis.smembers(self._keys.named("deny")))
+        allow = await guarded(
+            "access", lambda: self._redis.smembers(self._keys.access_list("allow"))
+        )
+        deny = await guarded("access", lambda: self._redis.smembers(self._keys.access_list("deny")))
         decode = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
         return sorted(map(decode, allow)), sorted(map(decode, deny))

@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
+from core.briefing import Brief
 from core.clock import Clock, LoopClock, wall_time
 from core.context import FittedPrompt, MessageTooLong, fit
 from core.conversation import ConversationKey, Role, StoredMessage, Turn
@@ -71,26 +72,30 @@ class Answerer:
     phrases: Phrases = field(default_factory=Phrases)
     metrics: Metrics = field(default_factory=Metrics)
     retry: RetryPolicy = BLIP
-    _limits: dict[int, ServiceLimits] = field(default_factory=dict)  # by context length
+    # By context length and reply budget: servers may differ, and personas may set max_tokens.
+    _limits: dict[tuple[int, int], ServiceLimits] = field(default_factory=dict)
 
-    async def limits(self, affinity: str = "") -> ServiceLimits:
+    async def limits(self, affinity: str = "", max_tokens: int | None = None) -> ServiceLimits:
         """The budget on the server ``affinity`` goes to (see ``ModelInfo.context_tokens``)."""
         info = await self.llm.model_info(affinity=affinity)
-        return self._limits_for(info.context_tokens(self.settings.llm_context_tokens))
+        context = info.context_tokens(self.settings.llm_context_tokens)
+        return self._limits_for(context, max_tokens)
 
-    def _limits_for(self, context: int) -> ServiceLimits:
-        """The budget for one context length; servers may differ, so one per length seen."""
-        limits = self._limits.get(context)
+    def _limits_for(self, context: int, max_tokens: int | None = None) -> ServiceLimits:
+        """The budget for one context length and reply budget (LLM_MAX_TOKENS by default)."""
+        wanted = max_tokens or self.settings.llm_max_tokens
+        limits = self._limits.get((context, wanted))
         if limits is None:
-            reply = min(self.settings.llm_max_tokens, context // 2)
-            if reply < self.settings.llm_max_tokens:  # `parley doctor` warns about it
+            reply = min(wanted, context // 2)
+            if reply < wanted:  # `parley doctor` warns about it
                 log.info(
-                    "LLM_MAX_TOKENS=%d is over half of the %d-token context; replies get %d",
-                    self.settings.llm_max_tokens,
+                    "a reply budget of %d tokens is over half of the %d-token context; "
+                    "replies get %d",
+                    wanted,
                     context,
                     reply,
                 )
-            limits = self._limits[context] = ServiceLimits(context, reply)
+            limits = self._limits[(context, wanted)] = ServiceLimits(context, reply)
         return limits
 
     async def answer(
@@ -102,15 +107,25 @@ class Answerer:
         lease: TurnLease,
         *,
         replace: bool,
+        brief: Brief | None = None,
     ) -> TurnResult:
-        """Fit, stream and save one turn while holding the conversation's lease."""
+        """Fit, stream and save one turn while holding the conversation's lease.
+
+        ``brief`` holds the chat's instructions and sampling (``core.briefing``); without one,
+        LLM_INSTRUCTIONS and the configured sampling apply.
+        """
+        if brief is None:
+            brief = Brief(instructions=self.settings.llm_instructions.strip())
         user = StoredMessage(Role.USER, text, self.counter.count(text), wall_time())
         affinity = str(key)  # the conversation's server (core.llm.servers) and session header
         try:
-            limits = await self.limits(affinity)
-            fitted = self._fit(history, user, limits.prompt_budget)
+            limits = await self.limits(affinity, brief.max_tokens)
+            fitted = self._fit(history, user, limits.prompt_budget, brief.instructions)
         except MessageTooLong as exc:
-            await say(sink, self.phrases.too_long.format(tokens=exc.tokens, limit=exc.limit))
+            if exc.limit <= 0 and brief.instructions:  # the instructions alone leave no room
+                await say(sink, self.phrases.instructions_too_long)
+            else:
+                await say(sink, self.phrases.too_long.format(tokens=exc.tokens, limit=exc.limit))
             return TurnResult(Outcome.REFUSED, error=exc)
         except LLMError as exc:
             log.warning("model server unavailable before %s: %s", key, exc)
@@ -126,7 +141,7 @@ class Answerer:
                 reply.add_notice(self.phrases.previous_lost)
             try:
                 generation = await self._generate(
-                    fitted, limits, reply, lease, history, user, affinity
+                    fitted, limits, reply, lease, history, user, affinity, brief
                 )
             except BaseException:
                 await reply.cancel()
@@ -140,10 +155,9 @@ class Answerer:
         return result
 
     def _fit(
-        self, history: Sequence[StoredMessage], user: StoredMessage, budget: int
+        self, history: Sequence[StoredMessage], user: StoredMessage, budget: int, instructions: str
     ) -> FittedPrompt:
-        """Fit history with the operator's instructions folded into the first user turn."""
-        instructions = self.settings.llm_instructions.strip()
+        """Fit history with every layer of instructions folded into the first user turn."""
         return fit(
             history,
             user,
@@ -161,6 +175,7 @@ class Answerer:
         history: Sequence[StoredMessage],
         user: StoredMessage,
         affinity: str,
+        brief: Brief,
     ) -> _Generation:
         """Stream the answer into ``reply``; one re-fitted retry if vLLM still says 400.
 
@@ -171,9 +186,10 @@ class Answerer:
         for attempt in range(2):
             room = limits.context_tokens - fitted.prompt_tokens
             params = SamplingParams(
-                temperature=self.settings.llm_temperature,
-                top_p=self.settings.llm_top_p,
+                temperature=_first(brief.temperature, self.settings.llm_temperature),
+                top_p=_first(brief.top_p, self.settings.llm_top_p),
                 max_tokens=max(16, min(limits.reply_tokens, room)),
+                model=brief.model or "",
             )
             events = self.llm.stream(fitted.messages, params, affinity=affinity)
             generation = await self._pump(events, reply, lease)
@@ -181,13 +197,14 @@ class Answerer:
             if isinstance(error, ContextTooLong) and attempt == 0 and not reply.has_output:
                 overshoot = (error.prompt_tokens or 0) - fitted.prompt_tokens
                 if error.limit:  # the server's real context, less what we under-counted
-                    limits = self._limits_for(min(error.limit, limits.context_tokens))
+                    context = min(error.limit, limits.context_tokens)
+                    limits = self._limits_for(context, brief.max_tokens)
                     budget = limits.prompt_budget - max(overshoot, 0)
                 else:
                     budget = limits.prompt_budget - max(overshoot, limits.prompt_budget // 4)
                 log.warning("context too long (%s); re-fitting to %d tokens", error, budget)
                 try:
-                    fitted = self._fit(history, user, budget)
+                    fitted = self._fit(history, user, budget, brief.instructions)
                 except MessageTooLong:
                     return generation
                 continue
@@ -337,3 +354,8 @@ class Answerer:
         m.rate_limited.inc(reply.stats.rate_limited)
         m.tokens.labels("in").inc(generation.prompt_tokens)
         m.tokens.labels("out").inc(generation.completion_tokens)
+
+
+def _first(override: float | None, default: float) -> float:
+    """A persona's value when it sets one (0.0 included), else the configured default."""
+    return default if override is None else override

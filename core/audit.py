@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from core.clock import wall_time
+from core.store.client import RedisClient
 from core.store.keys import KeySpace
 from core.store.redis_store import guarded
 
@@ -31,7 +30,7 @@ class AuditLog:
     """Append-only, capped (XADD MAXLEN ~), shared by every replica and the CLI."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: KeySpace | None = None, max_entries: int = 10_000
+        self, redis: RedisClient, keys: KeySpace | None = None, max_entries: int = 10_000
     ) -> None:
         self._redis = redis
         self._key = (keys or KeySpace()).named("audit")

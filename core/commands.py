@@ -22,6 +22,8 @@ class CommandName(StrEnum):
     RETRY = "retry"
     FORGET = "forget"
     USAGE = "usage"
+    PERSONA = "persona"
+    INSTRUCTIONS = "instructions"
     STATS = "stats"
     RESET_USER = "reset-user"
     RESET_CHAT = "reset-chat"
@@ -30,6 +32,7 @@ class CommandName(StrEnum):
     DENY = "deny"
     ACCESS = "access"
     AUDIT = "audit"
+    PERSONAS = "personas"  # which personas there are and how many chats use each (operators)
     CONFIRM = "confirm"  # the answer to a confirmation question (a button, or y/N in a shell)
 
 
@@ -51,6 +54,12 @@ CATALOGUE: tuple[CommandSpec, ...] = (
     CommandSpec(CommandName.RETRY, "Answer my last message again"),
     CommandSpec(CommandName.FORGET, "Delete everything I remember about you on this platform"),
     CommandSpec(CommandName.USAGE, "My messages and tokens today, and what is left"),
+    CommandSpec(CommandName.PERSONA, "Pick how I answer here", argument="[id]"),
+    CommandSpec(
+        CommandName.INSTRUCTIONS,
+        "Show, set or clear instructions for this chat",
+        argument="[text | clear]",
+    ),
     CommandSpec(CommandName.STATS, "What the bot remembers and how much it is used", admin=True),
     CommandSpec(
         CommandName.RESET_USER,
@@ -66,6 +75,7 @@ CATALOGUE: tuple[CommandSpec, ...] = (
     CommandSpec(CommandName.DENY, "Block a user, chat or team", admin=True, argument="<entry>"),
     CommandSpec(CommandName.ACCESS, "The access mode and lists", admin=True),
     CommandSpec(CommandName.AUDIT, "Who did what, when", admin=True, argument="[count]"),
+    CommandSpec(CommandName.PERSONAS, "The personas and how many chats use each", admin=True),
 )
 # Answering a question is not typed (a button, or y/N in a shell): in no menu, checked by asker.
 SPECS: dict[CommandName, CommandSpec] = {
@@ -82,6 +92,7 @@ class Caller:
     user_id: str
     chat: str = ""
     workspace: str = ""  # Slack team id, for workspace allowlists
+    group: bool = False  # a group chat or channel: its settings belong to the chat, not a person
 
     @property
     def actor(self) -> str:
@@ -97,6 +108,7 @@ class CommandRequest:
     caller: Caller
     key: ConversationKey | None = None
     args: tuple[str, ...] = ()
+    text: str = ""  # everything after the command word as typed, line breaks kept
 
     @property
     def argument(self) -> str:
@@ -114,6 +126,16 @@ class Question:
 
 
 @dataclass(frozen=True, slots=True)
+class Choice:
+    """One option offered under a reply (a button); pressing it runs ``command argument``."""
+
+    label: str
+    command: CommandName
+    argument: str
+    selected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """What the core answers to a command; adapters draw it and nothing more.
 
@@ -121,11 +143,14 @@ class Reply:
     Telegram and Slack, a prompt in a shell). ``settles`` tells a button press apart: True when
     the press ended the question (the prompt should be replaced by ``text``), False when it
     was refused (``text`` goes only to the presser). ``turn`` starts a streamed answer (retry).
+    ``choices`` are options to pick from (buttons where the platform has them; the text
+    always says how to type them too).
     """
 
     text: str = ""
     ok: bool = True
     question: Question | None = None
+    choices: tuple[Choice, ...] = ()
     settles: bool = True
     turn: TurnRequest | None = field(default=None)
 
@@ -150,5 +175,6 @@ class TurnRequest:
     @classmethod
     def of(cls, message: IncomingMessage) -> TurnRequest:
         """A person's new message as a turn."""
-        caller = Caller(message.key.platform, message.user_id, message.key.chat, message.workspace)
+        key = message.key
+        caller = Caller(key.platform, message.user_id, key.chat, message.workspace, message.group)
         return cls(message.key, caller, TurnKind.MESSAGE, message.text, message.message_id)

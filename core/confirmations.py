@@ -6,9 +6,8 @@ import json
 import secrets
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from core.commands import CommandName
+from core.store.client import RedisClient
 from core.store.keys import KeySpace
 from core.store.redis_store import guarded
 
@@ -33,7 +32,7 @@ class PendingActions:
     """Questions in Redis (any replica or the CLI may see the answer); they expire by TTL."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: KeySpace, ttl_seconds: int = CONFIRM_SECONDS
+        self, redis: RedisClient, keys: KeySpace, ttl_seconds: int = CONFIRM_SECONDS
     ) -> None:
         self._redis = redis
         self._keys = keys

@@ -12,6 +12,8 @@ from typing import Protocol
 
 from core import texts
 from core.admins import Admins
+from core.chat_commands import ChatCommands
+from core.chat_settings import ChatScope
 from core.commands import (
     SPECS,
     CommandName,
@@ -58,6 +60,7 @@ class Commands:
     quotas: Quotas | None = None
     marks: OnceMarks | None = None
     user_data: list[UserData] = field(default_factory=list)  # adapters add their memories
+    chat: ChatCommands | None = None  # personas and instructions (None: not offered)
 
     def surface(self, platform: str) -> Surface:
         """How commands are typed where this person is."""
@@ -102,6 +105,12 @@ class Commands:
             return await self._forget(request)
         if name is CommandName.USAGE:
             return await self._usage(request)
+        if name in (CommandName.PERSONA, CommandName.INSTRUCTIONS):
+            if self.chat is None:
+                return self.unknown(request.caller.platform, name.value)
+            if name is CommandName.PERSONA:
+                return await self.chat.persona(request, surface)
+            return await self.chat.instructions(request, surface)
         if name is CommandName.CONFIRM:
             return await self._answer(request, surface)
         if name in _CONFIRMED:
@@ -116,6 +125,8 @@ class Commands:
             return await ops.change_access(request)
         if name is CommandName.ACCESS:
             return await ops.show_access()
+        if name is CommandName.PERSONAS:
+            return await ops.show_personas()
         return await ops.show_audit(request)
 
     # -- the person's own conversation ------------------------------------------------------
@@ -153,6 +164,8 @@ class Commands:
                 await self.marks.clear("notice", kind, caller.platform, caller.user_id)
         for data in self.user_data:
             await data.forget_user(caller.platform, caller.user_id)
+        if self.chat is not None:  # the private chat's persona and instructions
+            await self.chat.store.delete(ChatScope.private(caller.platform, caller.user_id))
         await self.operations.audit(caller.actor, CommandName.FORGET, caller.actor, str(removed))
         return Reply(texts.forgotten(removed, caller.platform))
 

@@ -31,6 +31,7 @@ class IncomingMessage:
     display_name: str = ""
     message_id: str = ""
     workspace: str = ""  # Slack team id, for workspace allowlists
+    group: bool = False  # written in a group chat or channel, not a private chat
 
 
 class Role(StrEnum):

@@ -50,6 +50,12 @@ class ModelNotFound(LLMError):
     user_message = "The configured model is not available on the model server."
 
 
+class ModelNotServed(LLMError):
+    """A persona names a model the server does not serve: the request's fault, not the server's."""
+
+    user_message = "The model this persona uses is not available right now. Pick another persona."
+
+
 class ContextTooLong(LLMError):
     """The prompt does not fit the model's context window (HTTP 400 from vLLM)."""
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
+from core.store.client import REDIS_FAILURES, RedisClient
 from core.store.keys import KeySpace
 from core.store.redis_store import raise_if_cancelling
 
@@ -16,7 +14,7 @@ log = logging.getLogger(__name__)
 class OnceMarks:
     """SET NX EX under Parley's prefix: whoever sets a mark first, across replicas, goes ahead."""
 
-    def __init__(self, redis: aioredis.Redis, keys: KeySpace) -> None:
+    def __init__(self, redis: RedisClient, keys: KeySpace) -> None:
         self._redis = redis
         self._keys = keys
 
@@ -29,7 +27,7 @@ class OnceMarks:
         key = self._keys.named(*parts)
         try:
             return bool(await self._redis.set(key, 1, nx=True, px=max(1, int(ttl * 1000))))
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise_if_cancelling(exc)
             log.warning("once-mark %s unavailable (%s)", key, exc)
             return unreachable
@@ -38,6 +36,6 @@ class OnceMarks:
         """Remove a mark (forgetting a user)."""
         try:
             await self._redis.unlink(self._keys.named(*parts))
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise_if_cancelling(exc)
             log.warning("could not clear a once-mark: %s", exc)

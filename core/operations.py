@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from core import texts
 from core.access import AccessControl, valid_entry
 from core.audit import AuditLog
+from core.chat_settings import ChatSettingsStore
 from core.commands import SPECS, Caller, CommandName, CommandRequest, Reply
 from core.errors import StoreError
+from core.personas import Personas
 from core.quotas import Quotas
 from core.store.protocol import ConversationStore
 from core.surfaces import Surface
@@ -33,6 +35,8 @@ class Operations:
     audit_log: AuditLog | None = None
     usage: UsageStats | None = None
     quotas: Quotas | None = None
+    chat_settings: ChatSettingsStore | None = None
+    personas: Personas | None = None
 
     async def audit(self, actor: str, action: str, target: str, detail: str = "") -> None:
         """Record an action; an audit failure is logged, never hidden, never fails the action."""
@@ -47,7 +51,14 @@ class Operations:
         """What the store holds and how much the bot was used."""
         stored = await self.store.stats()
         report = await self.usage.report() if self.usage is not None else UsageReport()
-        return Reply(texts.stats(stored, report))
+        picked = await self.chat_settings.persona_counts() if self.chat_settings else None
+        return Reply(texts.stats(stored, report, picked))
+
+    async def show_personas(self) -> Reply:
+        """Every persona and how many chats picked it."""
+        personas = self.personas or Personas.plain()
+        counts = await self.chat_settings.persona_counts() if self.chat_settings else {}
+        return Reply(texts.persona_report(personas, counts))
 
     async def reset_user(self, request: CommandRequest, surface: Surface) -> Reply:
         """Forget every conversation of one user (on the admin's platform, or platform:id)."""

@@ -10,9 +10,8 @@ import secrets
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Protocol
 
-from redis.exceptions import RedisError
-
 from core.clock import Clock, LoopClock
+from core.store.client import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ class RedisWindowPacer:
                 raw = await self._redis.eval(
                     _ADMIT, 1, self._key, str(self._window_ms), str(self._limit), member
                 )
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 log.warning("shared pacing unavailable (%s); pacing locally", type(exc).__name__)
                 await self._local.acquire()
                 return
@@ -216,7 +215,7 @@ class RedisPacer:
         """Reserve the next shared slot and wait for it."""
         try:
             raw = await self._redis.eval(_RESERVE, 1, self._key, str(self._interval))
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             # Degrade to local pacing: a Redis blip must not break a reply being written.
             log.warning("shared pacing unavailable (%s); pacing locally", type(exc).__name__)
             await self._clock.sleep(self._interval)

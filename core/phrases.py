@@ -27,6 +27,11 @@ class Phrases:
         "Your message is too long for the model: {tokens} tokens, and the limit is {limit}. "
         "Please shorten it."
     )
+    instructions_too_long: str = (
+        "The persona and instructions set for this chat fill the model's whole memory, so there "
+        "is no room for your message. Whoever set them can shorten or clear the instructions, "
+        "or pick another persona."
+    )
     out_of_room: str = (
         "⚠️ The model used up its reply budget while thinking and gave no answer. "
         "Try a simpler question, or ask again."

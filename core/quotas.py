@@ -6,8 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
+from core.store.client import RedisClient
 from core.store.keys import KeySpace
 from core.store.redis_store import guarded
 
@@ -36,7 +35,7 @@ class Quotas:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         messages_per_minute: int,
         tokens_per_day: int,
@@ -79,11 +78,13 @@ class Quotas:
         day_key = self._day_key(platform, user, now)
 
         async def run() -> tuple[int, int]:
-            async with self._redis.pipeline(transaction=True) as pipe:
+            # Two keys of two slots on a Cluster: no transaction. A minute counter is created
+            # with its expiry (SET NX EX), so a counter never outlives its minute.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(minute_key, 0, ex=120, nx=True)
                 pipe.incr(minute_key)
-                pipe.expire(minute_key, 120)
                 pipe.get(day_key)
-                count, _, tokens = await pipe.execute()
+                _, count, tokens = await pipe.execute()
             return int(count), int(tokens or 0)
 
         count, tokens = await guarded("quota", run)
@@ -121,10 +122,17 @@ class Quotas:
     async def usage(self, platform: str, user: str) -> QuotaUsage:
         """What the user has used in the current windows."""
         now = self._now()
-        minute, day = await guarded(
-            "quota",
-            lambda: self._redis.mget(
-                self._minute_key(platform, user, now), self._day_key(platform, user, now)
-            ),
-        )
-        return QuotaUsage(int(minute or 0), int(day or 0))
+
+        async def run() -> list[object]:
+            async with self._redis.pipeline(transaction=False) as pipe:  # two slots: no MGET
+                pipe.get(self._minute_key(platform, user, now))
+                pipe.get(self._day_key(platform, user, now))
+                return list(await pipe.execute())
+
+        minute, day = await guarded("quota", run)
+        return QuotaUsage(_count(minute), _count(day))
+
+
+def _count(raw: object) -> int:
+    """A counter's value; a missing key counts 0."""
+    return int(raw.decode() if isinstance(raw, bytes) else str(raw)) if raw else 0

@@ -52,6 +52,8 @@ class CoreSettings(BaseSettings):
     llm_max_tokens: int = Field(4096, ge=16)
     llm_context_tokens: int | None = Field(None, ge=256)
     llm_instructions: str = ""
+    personas_file: str = "personas.yaml"  # core.persona_file.DEFAULT_FILE
+    default_persona: str = ""  # '' = the first persona in PERSONAS_FILE
     llm_connect_timeout: float = Field(5.0, gt=0)
     llm_first_token_timeout: float = Field(120.0, gt=0)
     llm_idle_timeout: float = Field(60.0, gt=0)
@@ -63,6 +65,7 @@ class CoreSettings(BaseSettings):
     max_queued_per_conversation: int = Field(3, ge=0, le=100)
 
     redis_url: SecretStr | None = None
+    redis_cluster: bool = False  # REDIS_URL names any node of a Redis Cluster
     # Redis Sentinel instead of REDIS_URL: the sentinels as host:port pairs, the master's name.
     redis_sentinels: Annotated[tuple[tuple[str, int], ...], NoDecode] = ()
     redis_sentinel_master: str = Field("mymaster", min_length=1)
@@ -143,9 +146,12 @@ class CoreSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_redis(self) -> CoreSettings:
-        """REDIS_URL and REDIS_SENTINELS both name where history lives: only one may."""
+        """REDIS_URL and REDIS_SENTINELS both name where history lives: only one may; a
+        Cluster is found from one of its nodes."""
         if self.redis_url is not None and self.redis_sentinels:
             raise ValueError("set REDIS_URL or REDIS_SENTINELS, not both")
+        if self.redis_cluster and self.redis_url is None:
+            raise ValueError("REDIS_CLUSTER=true needs REDIS_URL naming one of the cluster's nodes")
         return self
 
     @field_validator("admin_ids", mode="before")

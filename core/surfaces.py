@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from core.commands import CATALOGUE, CommandName, CommandSpec
 
-_CHAT_COMMANDS = frozenset(spec.name for spec in CATALOGUE)
+# The persona report is the shell's (`parley admin persona`); chats see the counts in /stats.
+_CHAT_COMMANDS = frozenset(spec.name for spec in CATALOGUE) - {CommandName.PERSONAS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,8 @@ TERMINAL = Surface(
             CommandName.RETRY,
             CommandName.FORGET,
             CommandName.USAGE,
+            CommandName.PERSONA,
+            CommandName.INSTRUCTIONS,
             CommandName.STATS,
         }
     ),
@@ -98,9 +101,11 @@ CLI = Surface(
             CommandName.DENY,
             CommandName.ACCESS,
             CommandName.AUDIT,
+            CommandName.PERSONAS,
         }
     ),
     spelled={
+        CommandName.PERSONAS: "persona",
         CommandName.RESET_USER: "reset --user",
         CommandName.RESET_CHAT: "reset --chat",
         CommandName.RESET_ALL: "reset --all",

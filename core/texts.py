@@ -6,6 +6,7 @@ from core.access import AccessMode
 from core.audit import AuditEntry
 from core.commands import CommandName, CommandSpec
 from core.conversation import StoreStats
+from core.personas import Persona, Personas
 from core.quotas import QuotaUsage
 from core.surfaces import Surface
 from core.usage import UsageReport
@@ -165,8 +166,8 @@ def audit_lines(entries: list[AuditEntry], when: list[str]) -> str:
     return "\n".join(lines)
 
 
-def stats(stored: StoreStats, report: UsageReport) -> str:
-    """What the bot remembers, and how much it was used today and in total."""
+def stats(stored: StoreStats, report: UsageReport, personas: dict[str, int] | None = None) -> str:
+    """What the bot remembers, how much it was used, and which personas chats picked."""
     lines = [
         "**Memory**",
         f"Conversations: {stored.conversations:,} ({stored.messages:,} messages)",
@@ -181,6 +182,9 @@ def stats(stored: StoreStats, report: UsageReport) -> str:
                 f"• {platform_name(p)}: {plural(u.users, 'user')}, {plural(u.turns, 'turn')}, "
                 f"{u.tokens_in:,} tokens in, {u.tokens_out:,} out"
             )
+    if personas is not None:
+        lines += ["", "**Personas** (chats that picked one)"]
+        lines += [f"• {p}: {n:,}" for p, n in sorted(personas.items())] or ["None picked yet."]
     return "\n".join(lines)
 
 
@@ -218,3 +222,78 @@ def duration(seconds: int) -> str:
     if minutes < 60:
         return f"{minutes} min"
     return f"{minutes // 60} h {minutes % 60} min"
+
+
+# -- personas and instructions ---------------------------------------------------------------
+
+NOT_CHAT_ADMIN = (
+    "Only this chat's admins (or the bot's) can change its settings. Nothing was changed."
+)
+INSTRUCTIONS_CLEARED = "Instructions cleared: answers here follow the persona alone."
+INSTRUCTIONS_NONE = "There were no instructions to clear."
+INSTRUCTIONS_SAVED = "Saved: every answer here follows these instructions."
+CLEAR_WORD = "clear"  # `/instructions clear`
+
+
+def _persona_line(persona: Persona, *, current: bool) -> str:
+    """One persona in a list: its title, id and description."""
+    mark = " ✓" if current else ""
+    about = f" — {persona.description}" if persona.description else ""
+    return f"• **{persona.title}** (`{persona.id}`){mark}{about}"
+
+
+def persona_list(
+    surface: Surface, personas: Personas, current: Persona, *, may_change: bool, unknown: str = ""
+) -> str:
+    """/persona: the one in use here, every one on offer, and how to switch."""
+    lines = [f"There is no persona called {unknown!r}.", ""] if unknown else []
+    lines += [f"**Persona here:** {current.title}", ""]
+    lines += [_persona_line(p, current=p.id == current.id) for p in personas]
+    lines.append("")
+    if may_change:
+        lines.append(f"Switch with {surface.typed(CommandName.PERSONA, '<id>')}.")
+    else:
+        lines.append("Only this chat's admins (or the bot's) can switch it.")
+    return "\n".join(lines)
+
+
+def persona_set(persona: Persona) -> str:
+    """/persona <id> done."""
+    about = f" {persona.description}" if persona.description else ""
+    return f"Persona here: **{persona.title}**.{about}"
+
+
+def instructions_shown(surface: Surface, instructions: str, *, may_change: bool) -> str:
+    """/instructions: this chat's own instructions, or how to set some."""
+    typed = surface.typed(CommandName.INSTRUCTIONS, "<text>")
+    if not instructions:
+        how = f" Set some with {typed}." if may_change else ""
+        return f"This chat has no instructions of its own.{how}"
+    clear = surface.typed(CommandName.INSTRUCTIONS, CLEAR_WORD)
+    how = f"\n\nChange them with {typed}, remove them with {clear}." if may_change else ""
+    quoted = "\n".join(f"> {line}" if line else ">" for line in instructions.splitlines())
+    return f"**Instructions here:**\n\n{quoted}{how}"
+
+
+def instructions_too_long(length: int, limit: int) -> str:
+    """/instructions <text> over the bound."""
+    return (
+        f"Instructions can be at most {limit:,} characters; these have {length:,}. "
+        "Nothing was changed."
+    )
+
+
+def persona_report(personas: Personas, counts: dict[str, int]) -> str:
+    """`parley admin persona`: every persona and how many chats picked it."""
+    lines = ["**Personas**", ""]
+    for persona in personas:
+        default = " (default)" if persona.id == personas.default_id else ""
+        chats = plural(counts.get(persona.id, 0), "chat")
+        lines.append(f"• `{persona.id}`{default} — {persona.title}: {chats}")
+    gone = {p: n for p, n in counts.items() if personas.get(p) is None}
+    for persona_id, count in sorted(gone.items()):
+        lines.append(
+            f"• `{persona_id}` (no longer defined; the default answers): {plural(count, 'chat')}"
+        )
+    lines += ["", "Chats that never picked one use the default."]
+    return "\n".join(lines)

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from core.admission import Admission
 from core.answer import Answerer
+from core.briefing import Briefing
 from core.commands import TurnKind, TurnRequest
 from core.conversation import Role
 from core.errors import StoreError
@@ -53,6 +54,7 @@ class TurnRunner:
     usage: UsageStats | None = None
     metrics: Metrics = field(default_factory=Metrics)
     retry: RetryPolicy = BLIP
+    briefing: Briefing | None = None  # the chat's persona and instructions; None: the operator's
 
     async def submit(self, request: TurnRequest, sink: MessageSink) -> TurnResult:
         """Answer one request; problems are told to the person through ``sink``, never raised."""
@@ -126,8 +128,9 @@ class TurnRunner:
                         await say(sink, self.phrases.nothing_to_retry)
                         return TurnResult(Outcome.REFUSED)
                     text, history = history[-2].content, history[:-2]
+                brief = await self.briefing.for_turn(request.caller) if self.briefing else None
                 result = await self.answerer.answer(
-                    key, text, history, sink, lease, replace=replace
+                    key, text, history, sink, lease, replace=replace, brief=brief
                 )
         except TurnBusy:
             return await self._busy(request, sink)

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import LockError
 
 from core.conversation import ConversationKey
 from core.errors import StoreError
 from core.retry import BLIP, RetryPolicy
+from core.store.client import REDIS_FAILURES, RedisClient
 from core.store.keys import KeySpace
 from core.store.redis_store import (
     NotReplicated,
@@ -27,6 +27,8 @@ from core.store.redis_store import (
 )
 
 log = logging.getLogger(__name__)
+# A Redis failure, or a write a failover could still undo: both worth retrying.
+_FAILURES: tuple[type[Exception], ...] = (*REDIS_FAILURES, NotReplicated)
 
 
 @dataclass(slots=True)
@@ -64,7 +66,7 @@ class TurnCoordinator:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         keys: KeySpace | None = None,
         lease_seconds: float = 30.0,
@@ -200,17 +202,17 @@ class TurnCoordinator:
                     self._redis, self._writes, _FINISH, 2,
                     self._keys.running(key), lock.name, token, lock_token,
                 )  # fmt: skip
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 raise_if_cancelling(exc)
                 raise
 
         try:
             released = await self._retry.run(
                 finish,
-                retry_on=(RedisError, OSError, NotReplicated),
+                retry_on=_FAILURES,
                 what=f"ending the turn of {key}",
             )
-        except (RedisError, OSError, NotReplicated) as exc:
+        except _FAILURES as exc:
             log.warning("could not end the turn of %s (its lease runs out): %s", key, exc)
             return
         if not released:
@@ -242,7 +244,7 @@ class TurnCoordinator:
                 log.warning("another turn took the lease for %s; stopping this one", lease.key)
                 lease.request_stop("lease lost")
                 return
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 raise_if_cancelling(exc)
                 log.warning("cannot renew the turn lease for %s: %s", lease.key, exc)
 
@@ -259,7 +261,7 @@ class TurnCoordinator:
             taken = await self._redis.eval(
                 _TAKE_BACK, 2, lock.name, lock.fence_key, token, int(self._lease * 1000), fence
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise_if_cancelling(exc)
             return False
         return bool(taken)
@@ -271,7 +273,7 @@ class TurnCoordinator:
             return
         try:
             await replicated_eval(self._redis, self._writes, _RELEASE, 1, lock.name, token)
-        except (RedisError, OSError, NotReplicated) as exc:
+        except _FAILURES as exc:
             raise_if_cancelling(exc)
             log.warning("could not release a turn lease (it expires by itself): %s", exc)
 
@@ -285,7 +287,7 @@ class _FencedLock(Lock):
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         name: str,
         *,
         fence_key: str,
@@ -312,7 +314,7 @@ class _FencedLock(Lock):
                 wrote=lambda reply: reply is not None,
             )  # fmt: skip
         except NotReplicated:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*REDIS_FAILURES):
                 await self._client.eval(_RELEASE, 1, self.name, token)
             raise
         if fence is None:

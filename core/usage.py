@@ -7,8 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
-
+from core.store.client import RedisClient
 from core.store.keys import KeySpace
 from core.store.redis_store import guarded
 
@@ -44,7 +43,7 @@ class UsageStats:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         keys: KeySpace | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:

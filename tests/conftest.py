@@ -12,6 +12,8 @@ import redis.asyncio as aioredis
 from hypothesis import settings
 
 from tests.services import RedisServer, start_redis
+from tests.support.cluster import RedisClusterSet, redis_cluster
+from tests.support.sentinel import SentinelSet, sentinel_set
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
@@ -40,6 +42,21 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[RedisClusterSet]:
+    """One three-primary Redis Cluster for the session, started by the first test asking."""
+    with redis_cluster() as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def sentinels() -> Iterator[SentinelSet]:
+    """One Sentinel set (primary, replica, three sentinels) for the session, never failed over;
+    started by the first test asking."""
+    with sentinel_set() as started:
+        yield started
 
 
 @pytest_asyncio.fixture

@@ -18,10 +18,12 @@ from bots.slack.commands import SlashCommands
 from bots.slack.dedup import EventDeduplicator
 from bots.slack.errors import SLACK_FAILURES, error_code, translate
 from bots.slack.handlers import SlackHandlers
+from bots.slack.inbound import PLATFORM
 from bots.slack.memory import SlackMemory
 from bots.slack.modes import serve_http, serve_socket
 from bots.slack.pacing import BudgetRates, Budgets
 from bots.slack.replies import ReplyFactory, slack_limits
+from bots.slack.roles import SlackChatRoles
 from bots.slack.settings import SlackSettings, StreamMode
 from bots.tasks import BackgroundTasks
 from core.errors import BotError, ConfigError, PlatformError, RateLimited
@@ -77,6 +79,9 @@ def build_app(
         runtime.redis, runtime.keys, ttl_seconds=runtime.settings.history_ttl_seconds
     )
     runtime.service.commands.user_data.append(memory)  # /forget reaches the adapter's memory
+    chat = runtime.service.commands.chat
+    if chat is not None:  # workspace admins may set a channel's persona and instructions
+        chat.chat_admins.register(PLATFORM, SlackChatRoles(client))
     rates = BudgetRates(
         update_interval=60.0 / settings.slack_updates_per_minute,
         stream_interval=60.0 / settings.slack_stream_appends_per_minute,

@@ -7,14 +7,28 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bots.slack.inbound import PLATFORM, conversation_key, is_dm_channel, reply_target
+from bots.slack.inbound import (
+    PLATFORM,
+    conversation_key,
+    is_dm_channel,
+    normalise_text,
+    reply_target,
+)
 from bots.slack.memory import SlackMemory
 from bots.slack.render import markdown_to_mrkdwn
 from bots.slack.replies import ReplyFactory
 from bots.slack.settings import ThreadScope
 from bots.slack.sink import ReplyTarget
 from bots.tasks import BackgroundTasks
-from core.commands import Caller, CommandName, CommandRequest, Question, Reply, TurnRequest
+from core.commands import (
+    Caller,
+    Choice,
+    CommandName,
+    CommandRequest,
+    Question,
+    Reply,
+    TurnRequest,
+)
 from core.service import ChatService
 from core.surfaces import SLACK
 
@@ -22,6 +36,10 @@ log = logging.getLogger(__name__)
 
 CONFIRM_YES = "parley_confirm_yes"
 CONFIRM_NO = "parley_confirm_no"
+PICK = "parley_pick"  # option buttons: action ids parley_pick_0, _1, …; value "<command>|<arg>"
+PICK_ACTIONS = re.compile(rf"^{PICK}_\d+$")
+_MAX_BUTTONS = 25  # Slack's limit per actions block
+_BUTTON_TEXT = 75  # Slack's limit for a button's plain_text
 # Slack sends a picked person as <@U…|name>; people may also type @U… or the bare id.
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>|^@?([UW][A-Z0-9]{2,})$")
 # Commands that act on the person's latest conversation in the channel.
@@ -53,11 +71,43 @@ def argument(word: str) -> str:
 
 
 def draw(reply: Reply) -> CommandReply:
-    """The core's reply as mrkdwn, with buttons when it asks a question."""
+    """The core's reply as mrkdwn, with buttons when it asks a question or offers choices."""
     text = markdown_to_mrkdwn(reply.text) if reply.text else ""
-    if reply.question is None:
-        return CommandReply(text)
-    return CommandReply(text, question_blocks(text, reply.question))
+    if reply.question is not None:
+        return CommandReply(text, question_blocks(text, reply.question))
+    if reply.choices:
+        return CommandReply(text, choice_blocks(text, reply.choices))
+    return CommandReply(text)
+
+
+def choice_blocks(text: str, choices: tuple[Choice, ...]) -> list[dict[str, Any]]:
+    """Options as Block Kit: the text, then one button per option (the current one primary)."""
+    buttons: list[dict[str, Any]] = []
+    for index, choice in enumerate(choices[:_MAX_BUTTONS]):
+        label = f"✓ {choice.label}" if choice.selected else choice.label
+        button: dict[str, Any] = {
+            "type": "button",
+            "action_id": f"{PICK}_{index}",
+            "text": {"type": "plain_text", "text": label[:_BUTTON_TEXT], "emoji": False},
+            "value": f"{choice.command.value}|{choice.argument}",
+        }
+        if choice.selected:
+            button["style"] = "primary"
+        buttons.append(button)
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "block_id": PICK, "elements": buttons},
+    ]
+
+
+def parse_pick(value: str) -> tuple[CommandName, str] | None:
+    """An option button's value → (command, argument), or None for one Parley did not make."""
+    command, sep, argument = value.partition("|")
+    try:
+        name = CommandName(command)
+    except ValueError:
+        return None
+    return (name, argument) if sep and argument and name is not CommandName.CONFIRM else None
 
 
 def question_blocks(text: str, question: Question) -> list[dict[str, Any]]:
@@ -110,7 +160,8 @@ class SlashCommands:
         name = SLACK.parse(word) if word else CommandName.HELP
         if name is None:
             return draw(self._service.commands.unknown(PLATFORM, word))
-        caller = Caller(PLATFORM, call.user_id, call.channel_id, call.team_id)
+        group = not is_dm_channel(call.channel_id)
+        caller = Caller(PLATFORM, call.user_id, call.channel_id, call.team_id, group)
         thread: str | None = None
         key = None
         if name in _CONVERSATION:
@@ -121,7 +172,8 @@ class SlashCommands:
                     self._scope, channel=call.channel_id, user=call.user_id, thread=thread, dm=dm
                 )
         args = tuple(argument(w) for w in rest.split())
-        reply = await self._service.command(CommandRequest(name, caller, key=key, args=args))
+        request = CommandRequest(name, caller, key=key, args=args, text=normalise_text(rest, ""))
+        reply = await self._service.command(request)
         if reply.turn is not None:
             target = reply_target(
                 team=call.team_id,
@@ -139,6 +191,17 @@ class SlashCommands:
         caller = Caller(PLATFORM, user_id, workspace=team_id)
         args = (question, "yes" if yes else "no")
         return await self._service.command(CommandRequest(CommandName.CONFIRM, caller, args=args))
+
+    async def pick(self, user_id: str, team_id: str, channel_id: str, value: str) -> Reply:
+        """An option button was pressed: the same command as typing it, in that channel."""
+        picked = parse_pick(value)
+        if picked is None:
+            return Reply(self._service.phrases.stale_button, ok=False, settles=False)
+        name, choice = picked
+        group = not is_dm_channel(channel_id)
+        caller = Caller(PLATFORM, user_id, channel_id, team_id, group)
+        request = CommandRequest(name, caller, args=(choice,), text=choice)
+        return await self._service.command(request)
 
     async def _turn(self, request: TurnRequest, target: ReplyTarget) -> None:
         """A turn a command started (retry), answered in the thread it belongs to."""

@@ -6,14 +6,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.response import BoltResponse
 
-from bots.slack.commands import CONFIRM_NO, CONFIRM_YES, Invocation, SlashCommands
+from bots.slack.commands import (
+    CONFIRM_NO,
+    CONFIRM_YES,
+    PICK_ACTIONS,
+    Invocation,
+    SlashCommands,
+)
 from bots.slack.dedup import EventDeduplicator
 from bots.slack.inbound import Inbound, Route, from_mention, from_message
 from bots.slack.memory import SlackMemory
@@ -22,9 +27,11 @@ from bots.slack.replies import ReplyFactory
 from bots.slack.settings import ThreadScope
 from bots.slack.sink import ReplyTarget
 from bots.tasks import BackgroundTasks
+from core.commands import Reply
 from core.conversation import IncomingMessage
 from core.errors import BotError, StoreError
 from core.service import ChatService
+from core.store.client import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,7 @@ class SlackHandlers:
         app.command("/parley")(self.on_command)
         app.action(CONFIRM_YES)(self.on_confirm)
         app.action(CONFIRM_NO)(self.on_cancel)
+        app.action(PICK_ACTIONS)(self.on_pick)
 
     # -- events ----------------------------------------------------------------------------
 
@@ -97,7 +105,7 @@ class SlackHandlers:
         try:
             if not await self._claim(inbound):
                 return
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             if inbound.route is Route.FOLLOW_UP:
                 log.error("cannot tell whether Parley is in this thread (Redis: %s)", exc)
                 return
@@ -113,6 +121,7 @@ class SlackHandlers:
             user_id=inbound.user,
             message_id=inbound.ts,
             workspace=inbound.team,
+            group=not inbound.is_dm,
         )
         self._tasks.spawn(self._answer(message, target), name=f"slack answer {inbound.ts}")
 
@@ -160,7 +169,7 @@ class SlackHandlers:
         )
         try:
             reply = await self._commands.run(call)
-        except RedisError as exc:  # the adapter's own memory (which thread is the latest)
+        except REDIS_FAILURES as exc:  # the adapter's own memory (which thread is the latest)
             log.error("/parley %s failed: %s", call.text, exc)
             await ack(text=StoreError.user_message, response_type="ephemeral")
             return
@@ -184,6 +193,23 @@ class SlackHandlers:
         actions = body.get("actions") or [{}]
         question = str(actions[0].get("value", ""))
         reply = await self._commands.answer(user_id, team_id, question, yes)
+        await self._respond(respond, reply)
+
+    async def on_pick(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """An option button (a persona): the core decides, as if the command had been typed."""
+        await ack()
+        user_id = str((body.get("user") or {}).get("id", ""))
+        team_id = str((body.get("team") or {}).get("id", ""))
+        channel_id = str((body.get("channel") or {}).get("id", ""))
+        actions = body.get("actions") or [{}]
+        reply = await self._commands.pick(
+            user_id, team_id, channel_id, str(actions[0].get("value", ""))
+        )
+        await self._respond(respond, reply)
+
+    @staticmethod
+    async def _respond(respond: AsyncRespond, reply: Reply) -> None:
+        """A settled press replaces the prompt; a refused one is told to the presser only."""
         text = markdown_to_mrkdwn(reply.text)
         if reply.settles:
             await respond(text=text, replace_original=True)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
-
+from core.store.client import RedisClient
 from core.store.keys import KeySpace
 from core.store.redis_store import guarded
 
@@ -11,7 +10,7 @@ from core.store.redis_store import guarded
 class SlackMemory:
     """Threads Parley is part of, and each person's latest thread per channel."""
 
-    def __init__(self, redis: Redis, keys: KeySpace, *, ttl_seconds: int) -> None:
+    def __init__(self, redis: RedisClient, keys: KeySpace, *, ttl_seconds: int) -> None:
         self._redis = redis
         self._keys = keys
         self._ttl = ttl_seconds or 30 * 24 * 3600

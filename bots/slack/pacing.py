@@ -6,10 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from redis.asyncio import Redis
-
 from core.pacing import RedisPacer
 from core.sink import Pacer
+from core.store.client import RedisClient
 from core.store.keys import KeySpace
 
 
@@ -81,7 +80,7 @@ class Budgets:
         self._keys = keys
 
     @classmethod
-    def on_redis(cls, redis: Redis, rates: BudgetRates, keys: KeySpace) -> Budgets:
+    def on_redis(cls, redis: RedisClient, rates: BudgetRates, keys: KeySpace) -> Budgets:
         """The production budgets: RedisPacer on the shared Redis."""
         return cls(lambda key, interval: RedisPacer(redis, key, interval), rates, keys)
 

@@ -31,6 +31,7 @@ from bots.telegram.handlers import TelegramHandlers
 from bots.telegram.inbound import PLATFORM, Me
 from bots.telegram.ordering import PerChatOrder
 from bots.telegram.pacing import Pacers
+from bots.telegram.roles import TelegramChatRoles
 from bots.telegram.settings import TelegramSettings
 from bots.telegram.webhook import WebhookServer
 from core.errors import BotError, ConfigError, PlatformError
@@ -126,6 +127,9 @@ class TelegramBot:
         settings = self.settings
         runtime = self.runtime
         me = Me(bot.id, bot.username, bot.first_name)
+        chat = runtime.service.commands.chat
+        if chat is not None:  # group admins may set the group's persona and instructions
+            chat.chat_admins.register(PLATFORM, TelegramChatRoles(bot))
         self.handlers = TelegramHandlers(
             bot=bot,
             me=me,

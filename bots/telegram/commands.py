@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
 
-from core.commands import CommandName, Question
+from core.commands import Choice, CommandName, Question
 from core.surfaces import TELEGRAM
 
 _CONFIRM = "cf"  # callback data: cf|<question id>|y or n (Telegram allows 64 bytes)
+_PICK = "pk"  # callback data: pk|<command>|<argument>, e.g. pk|persona|tutor
+_CALLBACK_BYTES = 64
 
 
 def menu(*, admin: bool) -> tuple[BotCommand, ...]:
@@ -50,3 +52,27 @@ def parse_answer(data: str) -> tuple[str, str] | None:
     if len(parts) != 3 or parts[0] != _CONFIRM or parts[2] not in ("y", "n") or not parts[1]:
         return None
     return parts[1], "yes" if parts[2] == "y" else "no"
+
+
+def choice_buttons(choices: tuple[Choice, ...]) -> InlineKeyboardMarkup:
+    """Options as inline buttons, one per row; the current one is ticked."""
+    rows = []
+    for choice in choices:
+        data = f"{_PICK}|{choice.command.value}|{choice.argument}"
+        if len(data.encode()) > _CALLBACK_BYTES:
+            continue  # cannot be a button: the reply's text says how to type it
+        label = f"✓ {choice.label}" if choice.selected else choice.label
+        rows.append([InlineKeyboardButton(label, callback_data=data)])
+    return InlineKeyboardMarkup(rows)
+
+
+def parse_pick(data: str) -> tuple[CommandName, str] | None:
+    """Callback data → (command, argument) for an option button, or None."""
+    parts = data.split("|")
+    if len(parts) != 3 or parts[0] != _PICK or not parts[2]:
+        return None
+    try:
+        name = CommandName(parts[1])
+    except ValueError:
+        return None
+    return (name, parts[2]) if name is not CommandName.CONFIRM else None

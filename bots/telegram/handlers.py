@@ -11,7 +11,14 @@ from telegram import Bot, CallbackQuery, LinkPreviewOptions, ReplyParameters, Up
 from telegram.error import TelegramError
 
 from bots.tasks import BackgroundTasks
-from bots.telegram.commands import arguments, buttons, parse_answer, parse_command
+from bots.telegram.commands import (
+    arguments,
+    buttons,
+    choice_buttons,
+    parse_answer,
+    parse_command,
+    parse_pick,
+)
 from bots.telegram.dedup import UpdateDeduplicator
 from bots.telegram.errors import translate
 from bots.telegram.inbound import PLATFORM, Action, Me, Routed, conversation_key, route
@@ -123,7 +130,7 @@ class TelegramHandlers:
 
     def _caller(self, routed: Routed) -> Caller:
         """Who sent the command: Telegram's own sender id, and the chat it came from."""
-        return Caller(PLATFORM, routed.user_id, str(routed.chat_id))
+        return Caller(PLATFORM, routed.user_id, str(routed.chat_id), group=routed.group)
 
     async def _command(self, routed: Routed, target: ReplyTarget) -> None:
         """Parse, let the core decide, draw the reply (or stream the turn it starts)."""
@@ -136,6 +143,7 @@ class TelegramHandlers:
             self._caller(routed),
             key=conversation_key(routed, scope=self._settings.telegram_group_scope),
             args=arguments(routed.args),
+            text=routed.args,
         )
         reply = await self._service.command(request)
         if reply.turn is not None:  # the answer itself is the reply: no "answering again" note
@@ -144,10 +152,15 @@ class TelegramHandlers:
         await self._show(target, reply)
 
     async def _show(self, target: ReplyTarget, reply: Reply) -> None:
-        """A command's reply as one message, with yes/no buttons if it asks a question."""
+        """A command's reply as one message, with buttons if it asks a question or offers
+        choices."""
         if not reply.text:
             return
-        markup = buttons(reply.question) if reply.question is not None else None
+        markup = None
+        if reply.question is not None:
+            markup = buttons(reply.question)
+        elif reply.choices:
+            markup = choice_buttons(reply.choices)
         sink = self.sink(target)
         text, entities = payloads((Segment(SegmentKind.ANSWER, reply.text),))[0]
         try:
@@ -167,18 +180,23 @@ class TelegramHandlers:
             log.warning("could not reply in chat %d: %s", target.chat_id, translate(exc))
 
     async def _on_button(self, query: CallbackQuery, routed: Routed) -> None:
-        """A yes/no button: the core decides; a settled question replaces the prompt."""
+        """A yes/no or option button: the core decides; a settled one replaces the prompt."""
         answer = parse_answer(routed.data)
-        if answer is None:
+        pick = parse_pick(routed.data)
+        if answer is not None:
+            request = CommandRequest(CommandName.CONFIRM, self._caller(routed), args=answer)
+        elif pick is not None:
+            name, argument = pick
+            request = CommandRequest(name, self._caller(routed), args=(argument,), text=argument)
+        else:
             with contextlib.suppress(TelegramError):
                 await query.answer(self._service.phrases.stale_button, show_alert=True)
             return
-        request = CommandRequest(CommandName.CONFIRM, self._caller(routed), args=answer)
         reply = await self._service.command(request)
+        text, entities = payloads((Segment(SegmentKind.ANSWER, reply.text),))[0]
         with contextlib.suppress(TelegramError):  # answered at once: the button stops spinning
-            await query.answer(reply.text[:200], show_alert=not reply.settles)
+            await query.answer(text[:200], show_alert=not reply.settles)
         if reply.settles and query.message is not None:
-            text, entities = payloads((Segment(SegmentKind.ANSWER, reply.text),))[0]
             with contextlib.suppress(TelegramError):  # the buttons go away with the new text
                 await self._bot.edit_message_text(
                     text,

@@ -54,6 +54,7 @@ class Routed:
     data: str = ""  # callback data
     user_id: str = ""
     chat_id: int = 0
+    group: bool = False  # a group or supergroup, not the private chat with the bot
 
 
 def ignore(reason: str) -> Routed:
@@ -66,8 +67,13 @@ def route(update: Update, me: Me, *, scope: GroupScope) -> Routed:
     if update.callback_query is not None:
         query = update.callback_query
         chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+        group = query.message is not None and query.message.chat.type != ChatType.PRIVATE
         return Routed(
-            Action.CALLBACK, data=query.data or "", user_id=str(query.from_user.id), chat_id=chat_id
+            Action.CALLBACK,
+            data=query.data or "",
+            user_id=str(query.from_user.id),
+            chat_id=chat_id,
+            group=group,
         )
     message = update.message
     if message is None:
@@ -84,7 +90,9 @@ def route(update: Update, me: Me, *, scope: GroupScope) -> Routed:
         chat.id, private, thread_id=thread, reply_to=None if private else message.message_id
     )
     text = message.text if message.text is not None else message.caption
-    base = Routed(Action.IGNORE, target=target, user_id=str(user.id), chat_id=chat.id)
+    base = Routed(
+        Action.IGNORE, target=target, user_id=str(user.id), chat_id=chat.id, group=not private
+    )
 
     if text is not None and text.startswith("/"):
         command, addressee, args = _command(message, text)
@@ -117,6 +125,7 @@ def route(update: Update, me: Me, *, scope: GroupScope) -> Routed:
         user_id=str(user.id),
         display_name=user.full_name,
         message_id=str(message.message_id),
+        group=not private,
     )
     return replace(base, action=Action.CHAT, message=incoming)
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-
 from core.pacing import RedisPacer, RedisWindowPacer
 from core.sink import Pacer
+from core.store.client import RedisClient
 from core.store.keys import KeySpace
 
 # Seconds added to the bot-wide window: a write admitted by it still goes through rendering,
@@ -78,7 +77,7 @@ class Pacers:
     @classmethod
     def on_redis(
         cls,
-        redis: Redis,
+        redis: RedisClient,
         *,
         keys: KeySpace,
         bot_id: int | str,

@@ -55,7 +55,9 @@ class TerminalChat:
             self._say(self.service.commands.unknown(PLATFORM, word).text)
             return True
         caller = Caller(PLATFORM, self.user, "local")
-        request = CommandRequest(name, caller, key=self.key, args=tuple(rest.split()))
+        request = CommandRequest(
+            name, caller, key=self.key, args=tuple(rest.split()), text=rest.strip()
+        )
         reply = await self.service.command(request)
         if reply.turn is not None:
             return reply.turn

@@ -15,7 +15,14 @@ import httpx2
 import openai
 import orjson
 
-from core.errors import ContextTooLong, LLMError, LLMOverloaded, LLMUnavailable, ModelNotFound
+from core.errors import (
+    ContextTooLong,
+    LLMError,
+    LLMOverloaded,
+    LLMUnavailable,
+    ModelNotFound,
+    ModelNotServed,
+)
 from core.llm.events import (
     ChatMessage,
     Finished,
@@ -57,6 +64,7 @@ class ModelInfo:
     # The context length the server named in a 400 ("maximum context length is N"): it wins over
     # max_model_len and LLM_CONTEXT_TOKENS, so a server restarted smaller is believed at once.
     context_limit: int | None = None
+    served: tuple[str, ...] = ()  # every model the server lists (a persona may pick another)
 
     def context_tokens(self, configured: int | None) -> int:
         """Tokens a prompt plus its reply may use on this server (4096 when nothing says)."""
@@ -152,7 +160,11 @@ class OpenAICompatibleClient:
             names = ", ".join(m["id"] for m in served)
             raise ModelNotFound(f"model {self._model!r} is not served (the server has: {names})")
         max_len = chosen.get("max_model_len")
-        info = ModelInfo(chosen["id"], int(max_len) if isinstance(max_len, int) else None)
+        info = ModelInfo(
+            chosen["id"],
+            int(max_len) if isinstance(max_len, int) else None,
+            served=tuple(m["id"] for m in served),
+        )
         old = self._info
         if old is not None and (old.id, old.max_model_len) == (info.id, info.max_model_len):
             info = replace(info, context_limit=old.context_limit)  # same server: a 400 still holds
@@ -193,9 +205,13 @@ class OpenAICompatibleClient:
     ) -> AsyncGenerator[StreamEvent, None]:
         """Stream one completion; every failure surfaces as a core.errors.LLMError."""
         info = await self.model_info()
+        model = params.model or info.id
+        if model not in (info.id, *info.served):  # the request's fault, not the server's
+            names = ", ".join(info.served)
+            raise ModelNotServed(f"model {model!r} is not served (the server has: {names})")
         headers = {SESSION_HEADER: session_id(affinity)} if affinity else None
         body: dict[str, Any] = {
-            "model": info.id,
+            "model": model,
             "messages": [_message_json(m) for m in messages],
             "temperature": params.temperature,
             "top_p": params.top_p,

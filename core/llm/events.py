@@ -53,3 +53,4 @@ class SamplingParams:
     temperature: float = 0.6
     top_p: float = 0.95
     max_tokens: int = 4096
+    model: str = ""  # a persona's model; '' = the configured (or first served) one

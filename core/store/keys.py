@@ -1,8 +1,14 @@
-"""Redis key names: one hash tag per conversation, so every key of it lives on one cluster slot."""
+"""Redis key names: one hash tag per conversation, so every key of it lives on one cluster slot.
+
+Bot-wide keys a single command touches (budgets, audit, marks, usage counters) need no tag;
+keys written together (the access lists) share one, so no script or transaction ever spans
+two slots of a Redis Cluster.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from core.conversation import ConversationKey
 
@@ -64,6 +70,15 @@ class KeySpace:
         inner = history_key.split("{", 1)[-1]
         return inner.split("|", 1)[0].replace("%7C", "|")
 
+    def access_list(self, kind: Literal["allow", "deny"]) -> str:
+        """The allow or the deny list, both under one hash tag: an entry moves between them in
+        one transaction, on one Redis or a Cluster."""
+        return f"{self.prefix}:{{access}}:{kind}"
+
     def named(self, *parts: str) -> str:
         """A non-conversation key (dedup, budgets, counters) under the same prefix."""
         return ":".join((self.prefix, *parts))
+
+    def chat_settings(self, platform: str, chat: str) -> str:
+        """One chat's settings (a hash), under a hash tag of its own."""
+        return f"{self.prefix}:{{settings|{_escape(platform)}|{_escape(chat)}}}"

@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.sentinel import SentinelConnectionPool
-from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
 from core.conversation import ConversationKey, StoredMessage, StoreStats, Turn
 from core.errors import LeaseLost, StoreError
+from core.store.client import REDIS_FAILURES, RedisClient
 from core.store.codec import decode_all, encode
 from core.store.keys import KeySpace
 
@@ -65,7 +65,7 @@ async def guarded(operation: str, call: Callable[[], Awaitable[T]]) -> T:
     """Run a Redis call, translating its failures into StoreError once, here."""
     try:
         return await call()
-    except (RedisError, OSError) as exc:
+    except REDIS_FAILURES as exc:
         raise_if_cancelling(exc)
         raise StoreError(f"Redis failed during {operation}: {exc}") from exc
 
@@ -93,8 +93,10 @@ class ReplicatedWrites:
     """
 
     @classmethod
-    def of(cls, redis: aioredis.Redis) -> ReplicatedWrites | None:
+    def of(cls, redis: RedisClient) -> ReplicatedWrites | None:
         """For a Sentinel-managed client; None for any other (nothing to confirm)."""
+        if not isinstance(redis, aioredis.Redis):
+            return None  # a Cluster: its primaries fail over on their own
         pool = redis.connection_pool
         return cls(redis, pool) if isinstance(pool, SentinelConnectionPool) else None
 
@@ -160,7 +162,7 @@ class ReplicatedWrites:
 
 
 async def replicated_eval(
-    redis: aioredis.Redis,
+    redis: RedisClient,
     writes: ReplicatedWrites | None,
     script: str,
     numkeys: int,
@@ -205,7 +207,7 @@ class RedisConversationStore:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         keys: KeySpace | None = None,
         max_messages: int = 200,

@@ -12,10 +12,9 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
-
 from core.conversation import ConversationKey, Role, StoredMessage
 from core.results import Outcome
+from core.store.client import RedisClient
 from core.store.codec import decode_all
 from core.store.keys import KeySpace
 
@@ -28,13 +27,13 @@ def echo(text: str) -> str:
     return ECHO + text
 
 
-async def load_history(redis: aioredis.Redis, key: ConversationKey) -> list[StoredMessage]:
+async def load_history(redis: RedisClient, key: ConversationKey) -> list[StoredMessage]:
     """One conversation's stored messages, oldest first."""
     raws = await redis.lrange(KEYS.history(key), 0, -1)
     return decode_all(raws)
 
 
-async def all_histories(redis: aioredis.Redis) -> dict[str, list[StoredMessage]]:
+async def all_histories(redis: RedisClient) -> dict[str, list[StoredMessage]]:
     """Every history list under Parley's prefix, by key name."""
     found: dict[str, list[StoredMessage]] = {}
     async for raw in redis.scan_iter(match=KEYS.history_pattern(), count=500):
@@ -43,7 +42,7 @@ async def all_histories(redis: aioredis.Redis) -> dict[str, list[StoredMessage]]
     return found
 
 
-async def lock_keys(redis: aioredis.Redis) -> list[str]:
+async def lock_keys(redis: RedisClient) -> list[str]:
     """Turn leases held right now."""
     names = [
         raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -1,5 +1,6 @@
-"""One ConversationStore contract, run against the in-memory store, fakeredis, a real Redis
-and a real Redis Sentinel set (primary, replica, three sentinels) reached as the bots reach it.
+"""One ConversationStore contract, run against the in-memory store, fakeredis, a real Redis,
+a real Redis Sentinel set (primary, replica, three sentinels) and a real three-primary Redis
+Cluster, the last two reached as the bots reach them.
 
 Saves are fenced by the turn lease: for the Redis backends the leases come from the real
 ``TurnCoordinator`` (two of them, as two replicas), for the in-memory store from its stand-in.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import fakeredis
@@ -21,13 +22,15 @@ from bots.runtime import open_redis, redis_options
 from core.conversation import ConversationKey, Role, StoredMessage, Turn
 from core.errors import LeaseLost, StoreError
 from core.settings import CoreSettings
+from core.store.client import RedisClient
 from core.store.keys import KeySpace
 from core.store.memory import InMemoryConversationStore
 from core.store.protocol import ConversationStore
 from core.store.redis_store import RedisConversationStore
 from core.turns import TurnCoordinator
 from tests.services import RedisServer, free_port
-from tests.support.sentinel import SentinelSet, sentinel_set
+from tests.support.cluster import RedisClusterSet
+from tests.support.sentinel import SentinelSet
 from tests.support.timing import patient
 
 CAP = 6
@@ -62,13 +65,6 @@ class Backend:
     expire: Callable[[ConversationKey], Awaitable[None]]  # the lease ran out (a Redis stall)
 
 
-@pytest.fixture(scope="module")
-def sentinels() -> Iterator[SentinelSet]:
-    """One Sentinel set for this module's contract runs (none of them fails over)."""
-    with sentinel_set() as cluster:
-        yield cluster
-
-
 def memory_backend() -> Backend:
     """The in-memory store; its grants stand in for the turn coordinator's."""
     memory = InMemoryConversationStore(max_messages=CAP, ttl_seconds=TTL)
@@ -84,7 +80,7 @@ def memory_backend() -> Backend:
     return Backend(memory, lease, expire)
 
 
-def redis_backend(client: aioredis.Redis) -> Backend:
+def redis_backend(client: RedisClient) -> Backend:
     """The Redis store with real turn leases; each lease comes from another coordinator."""
     keys = KeySpace()
 
@@ -102,7 +98,7 @@ def redis_backend(client: aioredis.Redis) -> Backend:
     return Backend(RedisConversationStore(client, max_messages=CAP, ttl_seconds=TTL), lease, expire)
 
 
-@pytest_asyncio.fixture(params=["memory", "fakeredis", "redis", "sentinel"])
+@pytest_asyncio.fixture(params=["memory", "fakeredis", "redis", "sentinel", "cluster"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     """The same contract over every backend."""
     if request.param == "memory":
@@ -110,15 +106,19 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         return
     async with contextlib.AsyncExitStack() as stack:
         if request.param == "fakeredis":
-            client: aioredis.Redis = fakeredis.FakeAsyncRedis()
+            client: RedisClient = fakeredis.FakeAsyncRedis()
             stack.push_async_callback(client.aclose)
         elif request.param == "redis":
             server: RedisServer = request.getfixturevalue("redis_server")
             client = aioredis.Redis.from_url(server.url)
             stack.push_async_callback(client.aclose)
+        elif request.param == "sentinel":
+            sentinels: SentinelSet = request.getfixturevalue("sentinels")
+            settings = CoreSettings(_env_file=None, redis_sentinels=sentinels.addresses)
+            client, _ = await stack.enter_async_context(open_redis(settings))
         else:
-            cluster: SentinelSet = request.getfixturevalue("sentinels")
-            settings = CoreSettings(_env_file=None, redis_sentinels=cluster.addresses)
+            cluster: RedisClusterSet = request.getfixturevalue("cluster")
+            settings = CoreSettings(_env_file=None, redis_url=cluster.url, redis_cluster=True)
             client, _ = await stack.enter_async_context(open_redis(settings))
         await client.flushall()
         yield redis_backend(client)
@@ -324,6 +324,27 @@ async def test_keys_share_one_cluster_hash_tag() -> None:
     for name in (*names, keys.saved(ADA_TOPIC, "0a1b")):
         assert name.count("{") == 1
         assert name[name.index("{") : name.index("}") + 1] == tag
+
+
+async def test_on_a_cluster_admin_work_covers_every_primary(cluster: RedisClusterSet) -> None:
+    """Histories spread over the three primaries; stats and resets find them on all of them."""
+    cluster.flush()
+    settings = CoreSettings(_env_file=None, redis_url=cluster.url, redis_cluster=True)
+    async with open_redis(settings) as (client, _):
+        store = RedisConversationStore(client, max_messages=CAP)
+        people = [ConversationKey("telegram", f"-9{n % 3}", f"user{n}") for n in range(60)]
+        for n, key in enumerate(people):
+            await store.append(key, turn(n))
+        pattern = KeySpace().history_pattern()
+        spread = cluster.key_counts(pattern)
+        assert all(count > 0 for count in spread.values()), spread
+        assert sum(spread.values()) == 60
+        stats = await store.stats()
+        assert (stats.conversations, stats.messages) == (60, 120)
+        assert await store.clear_chat("telegram", "-90") == 20
+        assert await store.clear_user("telegram", "user1") == 1
+        assert await store.clear_all() == 39
+        assert sum(cluster.key_counts(pattern).values()) == 0
 
 
 async def test_unreadable_entries_are_skipped_not_fatal(redis_client: aioredis.Redis) -> None:

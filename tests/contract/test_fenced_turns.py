@@ -1,10 +1,10 @@
 """A turn that lost its lease while answering cannot save, through the real composition root.
 
 The store contract (test_conversation_store.py) checks the fence itself; here a real turn
-(``open_runtime``, the session's redis-server, a fake vLLM streaming slowly) stalls past its
-lease while another replica takes the conversation: the stalled turn's answer is shown with the
-"couldn't save" notice, its save is refused once and never retried, and the other turn's save
-lands.
+(``open_runtime`` on the session's redis-server and on a Redis Cluster, a fake vLLM streaming
+slowly) stalls past its lease while another replica takes the conversation: the stalled turn's
+answer is shown with the "couldn't save" notice, its save is refused once and never retried,
+and the other turn's save lands.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 
 from bots.runtime import Runtime, open_runtime
@@ -27,6 +28,7 @@ from tests.chaos.invariants import echo
 from tests.chaos.support import quick_thought
 from tests.fakes.fixtures import FakeVLLMFactory
 from tests.services import RedisServer
+from tests.support.messengers import STORES, store_settings
 from tests.support.sinks import RecordingSink
 from tests.support.timing import eventually
 
@@ -44,16 +46,16 @@ class Sleeps:
         self.waits.append(seconds)
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(params=STORES)
 async def runtime(
-    redis_server: RedisServer, fake_vllm_factory: FakeVLLMFactory
+    request: pytest.FixtureRequest, redis_server: RedisServer, fake_vllm_factory: FakeVLLMFactory
 ) -> AsyncIterator[tuple[Runtime, Sleeps]]:
-    """The real runtime on the session's Redis; its blip retry records instead of sleeping."""
+    """The real runtime on the session's Redis or a Cluster; its blip retry records instead of
+    sleeping."""
     fake = await fake_vllm_factory(token_interval=0.05, responder=quick_thought)
     sleeps = Sleeps()
-    settings = CoreSettings(
-        _env_file=None, llm_base_url=fake.base_url, redis_url=redis_server.url, llm_retries=0
-    )
+    where = {"redis_url": redis_server.url, **store_settings(request, request.param)}
+    settings = CoreSettings(_env_file=None, llm_base_url=fake.base_url, llm_retries=0, **where)
     async with open_runtime(settings, retry=RetryPolicy(sleep=sleeps)) as built:
         await built.redis.flushall()
         yield built, sleeps

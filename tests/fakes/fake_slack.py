@@ -157,6 +157,10 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.statuses: list[Json] = []
         self.responses: list[Json] = []  # bodies POSTed to response_url
+        # Workspace roles users.info reports: "admin", "owner" or "primary_owner"; members
+        # are everyone else with a U…/W… id.
+        self.roles: dict[str, str] = {}
+        self.scopes: set[str] = {"users:read"}  # granted OAuth scopes a method may require
         self.socket_connected = asyncio.Event()
         self.socket_acks: list[Json] = []
         self.update_window = SlidingWindow(update_limit, update_window)
@@ -677,6 +681,36 @@ class FakeSlack:
             {k: args.get(k) for k in ("channel_id", "thread_ts", "status", "loading_messages")}
         )
         return {}
+
+    def _api_users_info(self, args: Json) -> Json:
+        """A user object with the workspace role flags (users:read)."""
+        if "users:read" not in self.scopes:
+            raise SlackApiFailure(
+                "missing_scope", extra={"needed": "users:read", "provided": "chat:write,commands"}
+            )
+        user = str(args.get("user") or "")
+        if not user:
+            raise SlackApiFailure("invalid_arguments")
+        if user[:1] not in ("U", "W") or user == self.bot_user_id:
+            raise SlackApiFailure("user_not_found")
+        role = self.roles.get(user, "")
+        return {
+            "user": {
+                "id": user,
+                "team_id": self.team_id,
+                "name": user.lower(),
+                "deleted": False,
+                "real_name": user.title(),
+                "is_bot": False,
+                "is_app_user": False,
+                "is_admin": role in ("admin", "owner", "primary_owner"),
+                "is_owner": role in ("owner", "primary_owner"),
+                "is_primary_owner": role == "primary_owner",
+                "is_restricted": False,
+                "is_ultra_restricted": False,
+                "updated": 1_700_000_000,
+            }
+        }
 
     def _api_conversations_info(self, args: Json) -> Json:
         channel = str(args.get("channel") or "")

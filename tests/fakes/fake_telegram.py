@@ -311,6 +311,8 @@ class FakeTelegram:
         self.calls: list[ApiCall] = []
         self.commands: dict[str, list[JSON]] = {}
         self.callback_answers: dict[str, JSON] = {}
+        self.users: dict[int, User] = {}  # everyone who wrote somewhere (getChatMember knows them)
+        self.member_status: dict[tuple[int, int], str] = {}  # (chat, user) → creator, …
         self.reject_entities = False  # answer any formatted text with "can't parse entities"
         self._scripted: defaultdict[str, deque[ApiError]] = defaultdict(deque)
         self._open_queries: set[str] = set()
@@ -507,7 +509,15 @@ class FakeTelegram:
 
     def new_user(self, first_name: str = "Alice", *, username: str | None = None) -> User:
         """A fresh user with a unique id."""
-        return User(next(self._user_ids), first_name, username)
+        user = User(next(self._user_ids), first_name, username)
+        self.users[user.id] = user
+        return user
+
+    def set_member_status(self, chat: Chat, user: User, status: str) -> None:
+        """Make ``user`` a ``creator``, ``administrator``, ``member`` … of ``chat``."""
+        assert status in MEMBER_STATUSES, status
+        self.users[user.id] = user
+        self.member_status[(chat.id, user.id)] = status
 
     def private_chat(self, user: User) -> Chat:
         """The private chat between ``user`` and the bot."""
@@ -556,6 +566,7 @@ class FakeTelegram:
         message.history.append(Version(text, message.entities, self._clock()))
         state.next_message_id += 1
         state.messages[message.message_id] = message
+        self.users.setdefault(user.id, user)
         return message
 
     async def push(self, update: JSON, *, redelivery: bool = False) -> JSON:
@@ -828,6 +839,20 @@ class FakeTelegram:
     async def _m_getmycommands(self, params: JSON, call: ApiCall) -> list[JSON]:
         return self.commands.get("default", [])
 
+    async def _m_getchatmember(self, params: JSON, call: ApiCall) -> JSON:
+        """A ChatMember object of the subtype its status names, as the Bot API answers."""
+        state = self._chat(params)
+        raw = params.get("user_id")
+        try:
+            user_id = int(raw) if raw is not None and raw != "" else 0
+        except ValueError:
+            raise bad_request("user not found") from None
+        user = self.users.get(user_id)
+        if user is None:
+            raise bad_request("user not found")
+        status = self.member_status.get((state.chat.id, user_id), "member")
+        return {"status": status, "user": user.to_dict(), **MEMBER_STATUSES[status]}
+
     async def _m_sendchataction(self, params: JSON, call: ApiCall) -> bool:
         state = self._chat(params)
         state.actions.append(str(params.get("action")))
@@ -1009,6 +1034,30 @@ class FakeTelegram:
         if len(recent) >= limit:
             wait = recent[-limit] + window - now
             raise _too_many(max(1, math.ceil(wait)))
+
+
+# The fields each ChatMember subtype carries besides status and user (all required ones).
+MEMBER_STATUSES: dict[str, JSON] = {
+    "creator": {"is_anonymous": False},
+    "administrator": {
+        "can_be_edited": False,
+        "is_anonymous": False,
+        "can_manage_chat": True,
+        "can_delete_messages": True,
+        "can_manage_video_chats": True,
+        "can_restrict_members": True,
+        "can_promote_members": False,
+        "can_change_info": True,
+        "can_invite_users": True,
+        "can_post_stories": False,
+        "can_edit_stories": False,
+        "can_delete_stories": False,
+        "can_pin_messages": True,
+    },
+    "member": {},
+    "left": {},
+    "kicked": {"until_date": 0},
+}
 
 
 def _too_many(seconds: int) -> ApiError:

@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core import texts
@@ -20,6 +21,8 @@ from tests.fakes.fake_vllm import Reply
 from tests.support.messengers import Messenger
 
 Scenario = Callable[[Messenger], Awaitable[None]]
+PERSONAS = {"personas_file": str(Path(__file__).parents[1] / "support" / "personas.yaml")}
+TUTOR_TITLE = "Tutor <@U0ALICE> [me](tg://user?id=1)"  # hostile on purpose: must stay text
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,109 @@ async def reset_all_confirmation_expires(m: Messenger) -> None:
     assert await conversations(m) == 1
 
 
+def first_user_message(request: dict[str, Any]) -> str:
+    """What the model was told first (instructions are folded into it)."""
+    first = request["messages"][0]
+    assert first["role"] == "user", request["messages"]
+    return str(first["content"])
+
+
+def no_system_role(request: dict[str, Any]) -> bool:
+    """R1 takes no system message."""
+    return all(m["role"] in ("user", "assistant") for m in request["messages"])
+
+
+async def persona_switch_changes_what_the_model_is_sent(m: Messenger) -> None:
+    listing = await m.command("alice", CommandName.PERSONA)
+    assert "Persona here: Assistant" in listing
+    assert m.choices() == ["✓ Assistant", "Concise", TUTOR_TITLE]
+    said = await m.command("alice", CommandName.PERSONA, "concise")
+    assert said == "Persona here: Concise. Short answers."
+    await m.say("alice", "what is a prime?")
+    request = m.vllm.requests[-1]
+    assert no_system_role(request)
+    assert first_user_message(request) == "Answer in one sentence.\n\nwhat is a prime?"
+    assert (request["temperature"], request["top_p"]) == (0.5, 0.9)
+    await m.say("bob", "hello")  # bob's private chat keeps the default
+    request = m.vllm.requests[-1]
+    assert first_user_message(request) == "hello"
+    assert (request["temperature"], request["top_p"]) == (0.6, 0.95)
+    assert "Persona here: Concise" in await m.command("alice", CommandName.PERSONA)
+    assert m.choices() == ["Assistant", "✓ Concise", TUTOR_TITLE]
+
+
+async def persona_button_switches_and_titles_stay_text(m: Messenger) -> None:
+    await m.command("alice", CommandName.PERSONA)
+    said = await m.pick("alice", TUTOR_TITLE)
+    assert said.startswith("Persona here: Tutor <@U0ALICE> me")  # the link's text, no link
+    await m.say("alice", "explain recursion")
+    request = m.vllm.requests[-1]
+    assert first_user_message(request) == (
+        "You are a patient tutor.\nExplain step by step.\n\nexplain recursion"
+    )
+    assert request["max_tokens"] <= 2048
+    for raw in m.raw_replies():  # untrusted titles never become mentions or user links
+        if m.name == "slack":  # Slack's markup for a mention, @here and a link
+            assert "<@U0ALICE>" not in raw
+            assert "<!here>" not in raw
+            assert "<tg://" not in raw
+        assert '"url": "tg://' not in raw  # a Telegram text_link entity
+        assert "text_mention" not in raw
+
+
+async def persona_survives_reset_and_forget_removes_it(m: Messenger) -> None:
+    await m.command("alice", CommandName.PERSONA, "concise")
+    await m.command("alice", CommandName.INSTRUCTIONS, "Call", "me", "Ada.")
+    await m.say("alice", "one")
+    assert await m.command("alice", CommandName.RESET) == texts.RESET_DONE
+    await m.say("alice", "two")
+    request = m.vllm.requests[-1]
+    assert first_user_message(request) == "Answer in one sentence.\n\nCall me Ada.\n\ntwo"
+    await m.command("alice", CommandName.FORGET)
+    await m.say("alice", "three")
+    request = m.vllm.requests[-1]
+    assert first_user_message(request) == "three"
+    assert request["temperature"] == 0.6
+    assert "Persona here: Assistant" in await m.command("alice", CommandName.PERSONA)
+
+
+async def unknown_persona_gets_the_list(m: Messenger) -> None:
+    said = await m.command("alice", CommandName.PERSONA, "pirate")
+    assert said.startswith("There is no persona called 'pirate'.")
+    assert "Concise (concise) — Short answers." in said
+    assert len(m.choices()) == 3
+
+
+async def instructions_are_set_shown_and_cleared(m: Messenger) -> None:
+    shown = await m.command("alice", CommandName.INSTRUCTIONS)
+    assert shown.startswith("This chat has no instructions of its own.")
+    said = await m.command("alice", CommandName.INSTRUCTIONS, "Answer", "in", "French.")
+    assert said == texts.INSTRUCTIONS_SAVED
+    assert "Answer in French." in await m.command("alice", CommandName.INSTRUCTIONS)
+    await m.say("alice", "hello")
+    request = m.vllm.requests[-1]
+    assert no_system_role(request)
+    assert first_user_message(request) == "Answer in French.\n\nhello"
+    long = "x" * 2001
+    refused = await m.command("alice", CommandName.INSTRUCTIONS, long)
+    assert refused.startswith("Instructions can be at most 2,000 characters; these have 2,001.")
+    cleared = await m.command("alice", CommandName.INSTRUCTIONS, "clear")
+    assert cleared == texts.INSTRUCTIONS_CLEARED
+    assert await m.command("alice", CommandName.INSTRUCTIONS, "clear") == texts.INSTRUCTIONS_NONE
+    await m.say("alice", "again")
+    assert first_user_message(m.vllm.requests[-1]) == "hello"  # the oldest turn, unprefixed
+
+
+async def stats_count_chats_per_persona(m: Messenger) -> None:
+    await m.command("alice", CommandName.PERSONA, "concise")
+    await m.command("bob", CommandName.PERSONA, "concise")
+    await m.command("admin", CommandName.PERSONA, "tutor")
+    stats = await m.command("admin", CommandName.STATS)
+    assert "Personas (chats that picked one)" in stats
+    assert "• concise: 2" in stats
+    assert "• tutor: 1" in stats
+
+
 CASES = [
     Case(help_shows_admin_commands_only_to_admins),
     Case(admin_commands_are_refused_to_others_and_change_nothing),
@@ -253,4 +359,10 @@ CASES = [
     Case(reset_all_asks_and_only_the_asker_confirms),
     Case(reset_all_cancelled_changes_nothing),
     Case(reset_all_confirmation_expires, {"confirm_seconds": 1}),
+    Case(persona_switch_changes_what_the_model_is_sent, PERSONAS),
+    Case(persona_button_switches_and_titles_stay_text, PERSONAS),
+    Case(persona_survives_reset_and_forget_removes_it, PERSONAS),
+    Case(unknown_persona_gets_the_list, PERSONAS),
+    Case(instructions_are_set_shown_and_cleared, PERSONAS),
+    Case(stats_count_chats_per_persona, PERSONAS),
 ]

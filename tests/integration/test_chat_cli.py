@@ -120,3 +120,24 @@ async def test_model_server_killed_mid_answer_then_back(
     assert b"Traceback" not in err
     history = await stored(redis_client)
     assert [h["c"] for h in history] == ["Are you back?", "You said: Are you back?"]
+
+
+async def test_terminal_persona_and_instructions(
+    fake_vllm: FakeVLLM, redis_server: RedisServer, redis_client: aioredis.Redis, tmp_path: Path
+) -> None:
+    env = chat_env(fake_vllm, redis_server, tmp_path)
+    env["PERSONAS_FILE"] = str(Path(__file__).parent.parent / "support" / "personas.yaml")
+    script = b"/persona\n/persona concise\n/instructions Say hi first.\nhello\n"
+    out, err, code = await run_chat(env, script)
+    assert code == 0, err
+    assert "Persona here: Assistant" in out
+    assert "• Concise (concise) — Short answers." in out  # plain text: no Markdown markers
+    assert "Switch with /persona <id>." in out
+    assert "Persona here: Concise. Short answers." in out
+    (request,) = fake_vllm.requests
+    assert request["messages"] == [
+        {"role": "user", "content": "Answer in one sentence.\n\nSay hi first.\n\nhello"}
+    ]
+    assert request["temperature"] == 0.5
+    history = await stored(redis_client)
+    assert history[0]["c"] == "hello"  # the instructions are never stored

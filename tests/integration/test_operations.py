@@ -255,6 +255,28 @@ async def test_admin_cli_against_data_written_by_a_bot(
     assert actions == ["allow", "reset-all", "reset-user"]
 
 
+async def test_admin_persona_counts_the_chats_that_picked_each(
+    fake_vllm: FakeVLLM, runtime_for: RuntimeFactory, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    personas = str(Path(__file__).parents[1] / "support" / "personas.yaml")
+    async with runtime_for(fake_vllm, personas_file=personas) as rt:
+        for user in ("ada", "bob"):
+            key = ConversationKey("telegram", user, user)
+            await commands.run(rt.service, CommandName.PERSONA, key, "concise")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "REDIS_"))}
+    env.update(REDIS_URL=redis_server.url, DATA_DIR=str(tmp_path), PERSONAS_FILE=personas)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots", "admin", "persona",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode == 0, err
+    lines = out.decode().splitlines()
+    assert "• assistant (default) — Assistant: 0 chats" in lines
+    assert "• concise — Concise: 2 chats" in lines
+
+
 def test_tokens_and_secrets_never_reach_the_logs(
     caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:

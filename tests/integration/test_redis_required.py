@@ -5,23 +5,30 @@ With neither REDIS_URL nor REDIS_SENTINELS nor a redis-server on PATH, `parley t
 history in one process's memory. `parley chat` still runs, and says that history will be lost.
 The processes get a PATH holding no redis-server; in-process, ``open_redis`` is handed a
 ``which`` that finds nothing (no global is patched). REDIS_SENTINELS, the other way to name a
-Redis, is checked at start too: a malformed list, or one beside REDIS_URL, is refused.
+Redis, is checked at start too: a malformed list, or one beside REDIS_URL, is refused; so is
+REDIS_CLUSTER without a node to start from or pointed at a Redis that is not a Cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import sys
 from pathlib import Path
 
 import pytest
 
-from bots.runtime import open_redis
+from bots import doctor
+from bots.runtime import open_redis, open_runtime
+from core.access import AccessControl, AccessMode
+from core.admins import Admins
 from core.errors import ConfigError
 from core.settings import CoreSettings, load_settings
+from core.store.keys import KeySpace
 from tests.fakes.fake_vllm import FakeVLLM
-from tests.services import free_port
+from tests.services import RedisServer, free_port
+from tests.support.cluster import RedisClusterSet
 from tests.support.processes import clean_environment, fleet, start_bot
 
 NO_REDIS = (
@@ -148,4 +155,63 @@ async def test_unreachable_sentinels_are_one_clear_line() -> None:
     assert str(raised.value) == (
         f"cannot reach Redis: none of the sentinels {where} names a master 'mymaster'; check "
         "REDIS_SENTINELS, REDIS_SENTINEL_MASTER and REDIS_SENTINEL_PASSWORD"
+    )
+
+
+# -- REDIS_CLUSTER -----------------------------------------------------------------------------
+
+
+def test_a_cluster_needs_a_node_to_start_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_CLUSTER", "true")
+    with pytest.raises(ConfigError, match="REDIS_CLUSTER=true needs REDIS_URL naming one of"):
+        load_settings(CoreSettings)
+
+
+async def test_a_cluster_setting_at_a_plain_redis_is_one_clear_line(
+    redis_server: RedisServer,
+) -> None:
+    url = f"redis://:hunter2-not-shown@127.0.0.1:{redis_server.port}"
+    settings = CoreSettings(_env_file=None, redis_url=url, redis_cluster=True, redis_timeout=0.5)
+    with pytest.raises(ConfigError) as raised:
+        async with open_redis(settings):
+            pass
+    line = str(raised.value)
+    assert line.startswith(
+        f"cannot reach Redis at REDIS_URL: Redis Cluster via redis://***@127.0.0.1:{redis_server.port}"
+    )
+    assert "hunter2" not in line
+    assert "\n" not in line
+
+
+async def test_a_cluster_url_with_a_database_is_refused(cluster: RedisClusterSet) -> None:
+    settings = CoreSettings(_env_file=None, redis_url=cluster.url + "/2", redis_cluster=True)
+    with pytest.raises(ConfigError, match="REDIS_URL is not usable with REDIS_CLUSTER=true"):
+        async with open_redis(settings):
+            pass
+
+
+async def test_access_lists_of_an_older_release_are_copied_once(cluster: RedisClusterSet) -> None:
+    """Lists kept under the untagged names move to the Cluster-ready ones at the first start;
+    an entry an admin removes afterwards is not brought back by the next start."""
+    cluster.flush()
+    settings = CoreSettings(_env_file=None, redis_url=cluster.url, redis_cluster=True)
+    keys = KeySpace()
+    async with open_redis(settings) as (client, _):
+        await client.sadd(keys.named("allow"), "telegram:1", "telegram:2")
+        await client.sadd(keys.named("deny"), "slack:T9")
+    async with open_runtime(settings) as runtime:
+        access = AccessControl(runtime.redis, mode=AccessMode.ALLOWLIST, admins=Admins())
+        assert await access.lists() == (["telegram:1", "telegram:2"], ["slack:T9"])
+        await access.deny("telegram:2")
+    async with open_runtime(settings) as runtime:
+        access = AccessControl(runtime.redis, mode=AccessMode.ALLOWLIST, admins=Admins())
+        assert await access.lists() == (["telegram:1"], ["slack:T9", "telegram:2"])
+
+
+async def test_doctor_describes_the_cluster(cluster: RedisClusterSet) -> None:
+    settings = CoreSettings(_env_file=None, redis_url=cluster.url, redis_cluster=True)
+    out = io.StringIO()
+    await doctor.run(settings, out)
+    assert out.getvalue().splitlines()[0] == (
+        f"✓ Redis Cluster via {cluster.url}: 3 primaries, 16384 of 16384 slots served"
     )

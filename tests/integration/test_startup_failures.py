@@ -184,7 +184,25 @@ async def test_an_unreachable_redis_is_one_line_without_its_password(
     code, output = await parley_fails("telegram", env, tmp_path)
     line = one_clean_line(output, (TG_TOKEN, REDIS_PASSWORD))
     assert code == 2
-    assert line.startswith(f"parley: cannot reach Redis at REDIS_URL=redis://***@127.0.0.1:{port}")
+    assert line.startswith(f"parley: cannot reach Redis at REDIS_URL: redis://***@127.0.0.1:{port}")
+
+
+async def test_a_bad_personas_file_is_one_line_naming_the_line(
+    telegram: FakeTelegram, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    personas = tmp_path / "personas.yaml"
+    personas.write_text(
+        "personas:\n  - id: calm\n    title: Calm\n    temperature: 7\n", encoding="utf-8"
+    )
+    env = telegram_env(telegram, redis_server, PERSONAS_FILE=str(personas))
+    code, output = await parley_fails("telegram", env, tmp_path)
+    line = one_clean_line(output, (TG_TOKEN,))
+    assert code == 2
+    assert line == (
+        f"parley: PERSONAS_FILE {personas}, line 4: personas[0].temperature: "
+        "Input should be less than or equal to 2"
+    )
+    assert not telegram.calls_to("getUpdates")  # it never started receiving
 
 
 # -- `parley slack` as a process -------------------------------------------------------------

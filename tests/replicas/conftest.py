@@ -9,15 +9,58 @@ are checked by the test).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
+from core.store.client import RedisClient
 from tests.chaos.conftest import no_unhandled_exceptions
-from tests.services import free_port
+from tests.services import RedisServer, free_port
+from tests.support.cluster import RedisClusterSet
+from tests.support.messengers import STORES
 from tests.support.processes import start_module
+from tests.support.sentinel import SentinelSet
+from tests.support.timing import patient
 
-__all__ = ["no_unhandled_exceptions", "vllm_process"]
+__all__ = ["no_unhandled_exceptions", "shared_redis", "vllm_process"]
+
+
+@dataclass
+class SharedRedis:
+    """Where every replica keeps its state: their environment for it, and the test's client."""
+
+    env: dict[str, str]
+    client: RedisClient
+
+
+@pytest_asyncio.fixture(params=STORES)
+async def shared_redis(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> AsyncIterator[SharedRedis]:
+    """The session's redis-server, the Sentinel set or the three-primary Cluster; emptied first."""
+    client: RedisClient
+    if request.param == "cluster":
+        cluster: RedisClusterSet = request.getfixturevalue("cluster")
+        env = {"REDIS_URL": cluster.url, "REDIS_CLUSTER": "true"}
+        client = RedisCluster.from_url(cluster.url, socket_timeout=patient(2))
+    elif request.param == "sentinel":
+        sentinels: SentinelSet = request.getfixturevalue("sentinels")
+        env = {"REDIS_SENTINELS": sentinels.addresses}
+        # The test reads the primary directly: this set never fails over.
+        client = aioredis.Redis(port=sentinels.master_port(), socket_timeout=patient(2))
+    else:
+        env = {"REDIS_URL": redis_server.url}
+        client = aioredis.Redis.from_url(redis_server.url, socket_timeout=patient(2))
+    try:
+        await client.flushall()
+        yield SharedRedis(env, client)
+    finally:
+        await client.aclose()
+
 
 # A real R1 on a GPU streams a token every ~20 ms and starts after a few hundred ms; the
 # platforms' windows are scaled by 0.1 in these tests, and so is the model's pace.

@@ -1,4 +1,4 @@
-"""Many replicas, one Redis — proven.
+"""Many replicas, one Redis — proven, on a single redis-server and on a three-primary Cluster.
 
 Three `parley telegram` processes in webhook mode (and three `parley slack` processes in HTTP
 mode) sit behind a round-robin forwarder on loopback, with the fake Bot API / fake Slack Web API
@@ -30,10 +30,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 
 from core.conversation import ConversationKey
 from core.phrases import Phrases
+from core.store.client import RedisClient
 from tests.chaos.invariants import (
     KEYS,
     HistoryReport,
@@ -49,7 +49,8 @@ from tests.fakes.fake_slack import FakeSlack, SlackSender
 from tests.fakes.fake_telegram import Chat, FakeTelegram, RateRules, User
 from tests.integration.slack.conftest import SIGNING_SECRET
 from tests.integration.telegram.conftest import SCALE
-from tests.services import RedisServer, free_port
+from tests.replicas.conftest import SharedRedis
+from tests.services import free_port
 from tests.support.forwarder import PIN_HEADER, RoundRobinForwarder
 from tests.support.processes import BotProcess, fleet, start_bot, stop_all
 from tests.support.timing import patient
@@ -62,10 +63,10 @@ WEBHOOK_PATH = "/telegram/webhook"
 WRITES = ("sendmessage", "editmessagetext")
 
 
-def _core_env(redis_url: str, llm_url: str) -> dict[str, str]:
+def _core_env(redis: SharedRedis, llm_url: str) -> dict[str, str]:
     """Settings every replica shares, as an operator would put them in the environment."""
     return {
-        "REDIS_URL": redis_url,
+        **redis.env,
         "LLM_BASE_URL": llm_url,
         "LOCK_LEASE_SECONDS": str(LEASE),
         "QUOTA_MESSAGES_PER_MINUTE": "0",  # users here send several messages at once
@@ -196,12 +197,12 @@ class TelegramDriver:
 
 
 def _tg_envs(
-    telegram: FakeTelegram, forwarder: str, ports: list[int], redis_url: str, llm_url: str
+    telegram: FakeTelegram, forwarder: str, ports: list[int], redis: SharedRedis, llm_url: str
 ) -> list[dict[str, str]]:
     """One environment per replica: same bot, same webhook URL (the forwarder), own port."""
     return [
         {
-            **_core_env(redis_url, llm_url),
+            **_core_env(redis, llm_url),
             "TELEGRAM_BOT_TOKEN": telegram.token,
             "TELEGRAM_API_URL": telegram.url,
             "TELEGRAM_WEBHOOK_URL": forwarder + WEBHOOK_PATH,
@@ -287,7 +288,7 @@ def _telegram_pacing(telegram: FakeTelegram) -> dict[str, float]:
 
 
 async def _check_histories(
-    redis: aioredis.Redis, asked: dict[ConversationKey, Counter[str]]
+    redis: RedisClient, asked: dict[ConversationKey, Counter[str]]
 ) -> HistoryReport:
     """Each conversation: whole, alternating, answers matching, every question stored once."""
     report = HistoryReport()
@@ -300,7 +301,7 @@ async def _check_histories(
     return report
 
 
-async def _check_telegram_histories(redis: aioredis.Redis, sent: list[TgQuestion]) -> HistoryReport:
+async def _check_telegram_histories(redis: RedisClient, sent: list[TgQuestion]) -> HistoryReport:
     """Each conversation (chat, user): whole, alternating, answers matching, nothing lost."""
     asked: dict[ConversationKey, Counter[str]] = defaultdict(Counter)
     for q in sent:
@@ -310,8 +311,7 @@ async def _check_telegram_histories(redis: aioredis.Redis, sent: list[TgQuestion
 
 @pytest.mark.timeout(180)
 async def test_telegram_replicas_share_one_redis(
-    redis_server: RedisServer,
-    redis_client: aioredis.Redis,
+    shared_redis: SharedRedis,
     vllm_process: str,
     tmp_path: Path,
 ) -> None:
@@ -321,7 +321,8 @@ async def test_telegram_replicas_share_one_redis(
     ports = [free_port() for _ in range(REPLICAS)]
     forwarder = RoundRobinForwarder([f"http://127.0.0.1:{p}" for p in ports])
     await forwarder.start()
-    envs = _tg_envs(telegram, forwarder.url, ports, redis_server.url, vllm_process)
+    envs = _tg_envs(telegram, forwarder.url, ports, shared_redis, vllm_process)
+    redis_client = shared_redis.client
     processes = await _start_fleet("telegram", envs, tmp_path / "logs", ports)
     booted = time.monotonic() - started
     codes: dict[str, int] = {}
@@ -391,7 +392,7 @@ async def test_telegram_replicas_share_one_redis(
     )
 
 
-async def _no_locks(redis: aioredis.Redis) -> bool:
+async def _no_locks(redis: RedisClient) -> bool:
     """No turn lease is held anywhere."""
     return not await lock_keys(redis)
 
@@ -400,7 +401,7 @@ async def _kill_mid_reply(
     telegram: FakeTelegram,
     driver: TelegramDriver,
     processes: list[BotProcess],
-    redis: aioredis.Redis,
+    redis: RedisClient,
 ) -> dict[str, float]:
     """SIGKILL replica 0 while it streams 8 replies; their next messages must get through.
 
@@ -579,12 +580,12 @@ class SlackDriver:
 
 
 def _slack_envs(
-    slack: FakeSlack, ports: list[int], redis_url: str, llm_url: str
+    slack: FakeSlack, ports: list[int], redis: SharedRedis, llm_url: str
 ) -> list[dict[str, str]]:
     """One environment per replica: same app, own HTTP port."""
     return [
         {
-            **_core_env(redis_url, llm_url),
+            **_core_env(redis, llm_url),
             "SLACK_BOT_TOKEN": slack.bot_token,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": slack.api_url,
@@ -659,7 +660,7 @@ def _slack_pacing(slack: FakeSlack, window: float) -> dict[str, float]:
     }
 
 
-async def _check_slack_histories(redis: aioredis.Redis, sent: list[SlackQuestion]) -> HistoryReport:
+async def _check_slack_histories(redis: RedisClient, sent: list[SlackQuestion]) -> HistoryReport:
     """Each conversation (DM or thread, per user): whole, alternating, nothing lost."""
     asked: dict[ConversationKey, Counter[str]] = defaultdict(Counter)
     for q in sent:
@@ -669,8 +670,7 @@ async def _check_slack_histories(redis: aioredis.Redis, sent: list[SlackQuestion
 
 @pytest.mark.timeout(150)
 async def test_slack_replicas_share_one_redis(
-    redis_server: RedisServer,
-    redis_client: aioredis.Redis,
+    shared_redis: SharedRedis,
     vllm_process: str,
     tmp_path: Path,
 ) -> None:
@@ -686,7 +686,8 @@ async def test_slack_replicas_share_one_redis(
     ports = [free_port() for _ in range(REPLICAS)]
     forwarder = RoundRobinForwarder([f"http://127.0.0.1:{p}" for p in ports])
     await forwarder.start()
-    envs = _slack_envs(slack, ports, redis_server.url, vllm_process)
+    envs = _slack_envs(slack, ports, shared_redis, vllm_process)
+    redis_client = shared_redis.client
     processes = await _start_fleet("slack", envs, tmp_path / "logs", ports)
     booted = time.monotonic() - started
     codes: dict[str, int] = {}

@@ -8,9 +8,12 @@ test proves the same behaviour on Telegram and Slack.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+import json
+from typing import Any, Protocol
 
-from bots.slack.commands import CONFIRM_NO, CONFIRM_YES
+import pytest
+
+from bots.slack.commands import CONFIRM_NO, CONFIRM_YES, PICK
 from bots.slack.render import unescape
 from bots.telegram.app import TelegramBot
 from core.commands import CommandName
@@ -26,6 +29,25 @@ SECOND_ADMIN_TG = 4343
 SECOND_ADMIN_SLACK = "U0ADMIN2"
 TELEGRAM_ADMINS = f"telegram:{ADMIN_ID},telegram:{SECOND_ADMIN_TG}"
 SLACK_ADMINS = f"slack:U0ADMIN,slack:{SECOND_ADMIN_SLACK}"
+
+
+# Where the bot keeps its state: the session's single redis-server, a Sentinel-managed primary
+# with its replica, or a three-primary Cluster.
+STORES = ("redis", "sentinel", "cluster")
+
+
+def store_settings(request: pytest.FixtureRequest, where: str) -> dict[str, Any]:
+    """Core settings that point the bot at ``where`` (emptied first, but for the session's
+    redis-server, which its own fixture empties)."""
+    if where == "sentinel":
+        sentinels = request.getfixturevalue("sentinels")
+        sentinels.flush()
+        return {"redis_url": None, "redis_sentinels": sentinels.addresses}
+    if where == "cluster":
+        cluster = request.getfixturevalue("cluster")
+        cluster.flush()
+        return {"redis_url": cluster.url, "redis_cluster": True}
+    return {}
 
 
 class Messenger(Protocol):
@@ -63,9 +85,31 @@ class Messenger(Protocol):
         """Whether the last question still offers its buttons."""
         ...
 
+    def choices(self) -> list[str]:
+        """The option buttons under the last reply that offered some, as labelled."""
+        ...
+
+    async def pick(self, person: str, label: str) -> str:
+        """The person presses the option labelled ``label``; returns what they were shown."""
+        ...
+
+    def raw_replies(self) -> list[str]:
+        """Every command reply as the platform received it (markup included), oldest first."""
+        ...
+
     def answers(self, person: str) -> list[str]:
         """The model's answers (and Parley's notes) in the person's private chat, oldest first."""
         ...
+
+
+def _mrkdwn(body: dict[str, Any]) -> list[str]:
+    """The parts of a Slack message Slack parses as mrkdwn (plain_text never acts)."""
+    texts = [str(body.get("text", ""))]
+    for block in body.get("blocks") or ():
+        text = block.get("text") or {}
+        if text.get("type") == "mrkdwn":
+            texts.append(str(text.get("text", "")))
+    return texts
 
 
 def _plain(text: str) -> str:
@@ -89,6 +133,8 @@ class TelegramMessenger:
             "admin2": User(SECOND_ADMIN_TG, "Deputy"),
         }
         self._question: FakeMessage | None = None
+        self._choices: FakeMessage | None = None
+        self._raw: list[str] = []
 
     @property
     def service(self) -> ChatService:
@@ -109,8 +155,14 @@ class TelegramMessenger:
         await idle(self.bot, self.telegram)
         messages = self.telegram.bot_messages(user.id)[before:]
         for message in messages:
-            if message.reply_markup is not None:
-                self._question = message
+            self._raw.append(json.dumps([message.text, message.entities]))
+            markup = message.reply_markup
+            if markup is not None:
+                first = markup["inline_keyboard"][0][0]["callback_data"]
+                if first.startswith("cf|"):
+                    self._question = message
+                else:
+                    self._choices = message
         return _plain(messages[-1].text) if messages else ""
 
     async def press(self, person: str, *, yes: bool) -> str:
@@ -132,6 +184,23 @@ class TelegramMessenger:
     def answers(self, person: str) -> list[str]:
         return [_plain(t) for t in self.telegram.bot_texts(self._people[person].id)]
 
+    def choices(self) -> list[str]:
+        markup = self._choices.reply_markup if self._choices is not None else None
+        return [row[0]["text"] for row in markup["inline_keyboard"]] if markup else []
+
+    async def pick(self, person: str, label: str) -> str:
+        assert self._choices is not None
+        assert self._choices.reply_markup is not None
+        rows = self._choices.reply_markup["inline_keyboard"]
+        (data,) = [row[0]["callback_data"] for row in rows if row[0]["text"] == label]
+        update = await self.telegram.press_button(self._people[person], self._choices, data)
+        await idle(self.bot, self.telegram)
+        self._raw.append(json.dumps([self._choices.text, self._choices.entities]))
+        return str(self.telegram.callback_answers[update["callback_query"]["id"]]["text"])
+
+    def raw_replies(self) -> list[str]:
+        return list(self._raw)
+
 
 class SlackMessenger:
     """Parley's Slack bot (HTTP mode) against the fake Slack; private means a DM."""
@@ -150,6 +219,8 @@ class SlackMessenger:
         self._question_id = ""
         self._question_text = ""
         self._question_open = False
+        self._choices: list[tuple[str, str, str]] = []  # label, action id, value
+        self._raw: list[str] = []
 
     @property
     def service(self) -> ChatService:
@@ -175,7 +246,12 @@ class SlackMessenger:
         )
         assert delivery.status == 200, delivery  # the sender gives up after 3 s, as Slack does
         body = delivery.json()
+        self._raw += _mrkdwn(body)
         for block in body.get("blocks") or ():
+            if block.get("block_id") == PICK:
+                self._choices = [
+                    (e["text"]["text"], e["action_id"], e["value"]) for e in block["elements"]
+                ]
             for element in block.get("elements") or ():
                 if element.get("action_id") == CONFIRM_YES:
                     self._question_id = element["value"]
@@ -212,3 +288,21 @@ class SlackMessenger:
 
     def answers(self, person: str) -> list[str]:
         return [_plain(m.visible) for m in self.bot.slack.bot_replies(self._dm(person), None)]
+
+    def choices(self) -> list[str]:
+        return [label for label, _, _ in self._choices]
+
+    async def pick(self, person: str, label: str) -> str:
+        ((action, value),) = [(a, v) for text, a, v in self._choices if text == label]
+        before = len(self.bot.slack.responses)
+        click = await self.bot.sender.action(
+            action, value, user_id=self._people[person], channel_id=self._dm(person)
+        )
+        assert click.status == 200
+        await wait_until(lambda: len(self.bot.slack.responses) > before)
+        response = self.bot.slack.responses[-1]
+        self._raw += _mrkdwn(response)
+        return _plain(str(response["text"]))
+
+    def raw_replies(self) -> list[str]:
+        return list(self._raw)

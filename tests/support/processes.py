@@ -42,6 +42,8 @@ _OWN_PREFIXES = (
     "HISTORY_",
     "DATA_DIR",
     "SHUTDOWN_GRACE",
+    "PERSONAS_FILE",
+    "DEFAULT_PERSONA",
 )
 
 

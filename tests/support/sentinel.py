@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -22,41 +20,13 @@ from typing import TypeVar
 import redis
 
 from tests.services import missing_service, quiet_port
+from tests.support.redis_nodes import Node, data_node, until, wait_ping
 from tests.support.timing import patient
 
 T = TypeVar("T")
 MASTER = "mymaster"
 SENTINELS = 3
 QUORUM = 2
-
-
-@dataclass
-class Node:
-    """One redis-server process (a data node or a sentinel) and its directory."""
-
-    port: int
-    directory: Path
-    process: subprocess.Popen[bytes]
-
-    def client(self) -> redis.Redis:
-        """A short-lived synchronous client (close it)."""
-        return redis.Redis(port=self.port, socket_timeout=patient(2), decode_responses=True)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not go."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(patient(5))
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(patient(5))
-
-    def kill(self) -> None:
-        """SIGKILL: gone at once, as in a crash."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(patient(5))
 
 
 @dataclass
@@ -113,7 +83,7 @@ class SentinelSet:
             with self.node(port).client() as client:
                 return port if client.role()[0] == "master" else None
 
-        return _until(promoted, timeout, f"a master other than :{old}")
+        return until(promoted, timeout, f"a master other than :{old}")
 
     def wait_demoted(self, port: int, timeout: float = 40.0) -> None:
         """Until the old master on ``port`` has been turned into a replica (after a forced
@@ -123,7 +93,7 @@ class SentinelSet:
             with self.node(port).client() as client:
                 return True if client.role()[0] == "slave" else None
 
-        _until(demoted, timeout, f"the old master on :{port} to become a replica")
+        until(demoted, timeout, f"the old master on :{port} to become a replica")
 
     def wait_settled(self, timeout: float = 30.0) -> None:
         """Until the sentinels agree on a master with a synced replica and see each other."""
@@ -142,7 +112,13 @@ class SentinelSet:
             online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
             return True if any(v.get("state") == "online" for v in online) else None
 
-        _until(settled, timeout, "a settled sentinel set")
+        until(settled, timeout, "a settled sentinel set")
+
+    def flush(self) -> None:
+        """Empty the primary (the replica follows)."""
+        with self.node(self.master_port()).client() as client:
+            client.flushall()
+            client.wait(1, int(patient(5) * 1000))
 
     def stop(self) -> None:
         """Stop every process of the set (by pid) and remove its directories."""
@@ -150,48 +126,6 @@ class SentinelSet:
             with contextlib.suppress(Exception):
                 node.stop()
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _until(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Poll ``probe`` (errors count as "not yet") until it returns a value."""
-    deadline = time.monotonic() + patient(timeout)
-    while True:
-        with contextlib.suppress(redis.RedisError, OSError):
-            value = probe()
-            if value is not None:
-                return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _wait_ping(node: Node) -> None:
-    """Until the process answers PING."""
-
-    def answers() -> bool | None:
-        if node.process.poll() is not None:
-            raise RuntimeError(f"redis-server on :{node.port} exited; see {node.directory}")
-        with node.client() as client:
-            return True if client.ping() else None
-
-    _until(answers, 10, f"redis-server on :{node.port}")
-
-
-def _data_node(
-    binary: str, root: Path, name: str, replica_of: int | None, extra: tuple[str, ...] = ()
-) -> Node:
-    """A primary or replica without persistence, syncing without the diskless delay."""
-    directory = root / name
-    directory.mkdir()
-    port = quiet_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(directory), "--repl-diskless-sync-delay", "0",
-            "--logfile", str(directory / "redis.log")]  # fmt: skip
-    if replica_of is not None:
-        args += ["--replicaof", "127.0.0.1", str(replica_of)]
-    args += extra
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return Node(port, directory, process)
 
 
 def _sentinel_node(binary: str, root: Path, name: str, primary: int, down_after_ms: int) -> Node:
@@ -230,16 +164,16 @@ def start_sentinel_set(*, down_after_ms: int = 1000, stubborn_primary: bool = Fa
     cluster = SentinelSet(binary, root)
     try:
         stubborn = ("--rename-command", "REPLICAOF", "", "--rename-command", "SLAVEOF", "")
-        primary = _data_node(binary, root, "primary", None, stubborn if stubborn_primary else ())
+        primary = data_node(binary, root, "primary", None, stubborn if stubborn_primary else ())
         cluster.data.append(primary)
-        _wait_ping(primary)
-        replica = _data_node(binary, root, "replica", primary.port)
+        wait_ping(primary)
+        replica = data_node(binary, root, "replica", primary.port)
         cluster.data.append(replica)
-        _wait_ping(replica)
+        wait_ping(replica)
         for n in range(SENTINELS):
             node = _sentinel_node(binary, root, f"sentinel-{n}", primary.port, down_after_ms)
             cluster.sentinels.append(node)
-            _wait_ping(node)
+            wait_ping(node)
         cluster.wait_settled()
     except BaseException:
         cluster.stop()

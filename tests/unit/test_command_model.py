@@ -7,9 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from bots.telegram.commands import ADMIN_MENU, PUBLIC_MENU, parse_answer
+from bots.slack.commands import parse_pick as slack_pick
+from bots.telegram.commands import (
+    ADMIN_MENU,
+    PUBLIC_MENU,
+    choice_buttons,
+    parse_answer,
+    parse_pick,
+)
 from core.admins import Admins
-from core.commands import CATALOGUE, CommandName
+from core.commands import CATALOGUE, Choice, CommandName
 from core.conversation import ConversationKey
 from core.intake import Intake
 from core.surfaces import CLI, SLACK, SURFACES, TELEGRAM, TERMINAL, Surface
@@ -39,13 +46,24 @@ def test_platform_spellings() -> None:
 
 def test_menus_come_from_the_catalogue() -> None:
     public = [c.command for c in PUBLIC_MENU]
-    assert public == ["start", "help", "reset", "stop", "retry", "forget", "usage"]
+    assert public == [
+        "start",
+        "help",
+        "reset",
+        "stop",
+        "retry",
+        "forget",
+        "usage",
+        "persona",
+        "instructions",
+    ]
     admin = [c.command for c in ADMIN_MENU]
     assert admin[: len(public)] == public
     assert {"stats", "reset_user", "reset_chat", "reset_all", "allow", "deny", "audit"} <= set(
         admin
     )
     assert all(len(c.description) <= 256 for c in ADMIN_MENU)
+    assert "personas" not in admin  # the shell's report; chats see the counts in /stats
 
 
 def test_the_docs_describe_every_command_once() -> None:
@@ -57,6 +75,23 @@ def test_the_docs_describe_every_command_once() -> None:
     documented = {name.strip() for cell in first_cells for name in cell}
     for spec in CATALOGUE:
         assert spec.name.value in documented, f"docs/commands.md has no row for {spec.name}"
+
+
+def test_option_buttons_parse_only_what_parley_made() -> None:
+    markup = choice_buttons(
+        (
+            Choice("Tutor", CommandName.PERSONA, "tutor", selected=True),
+            Choice("X", CommandName.PERSONA, "x" * 60),
+        )
+    )
+    (row,) = markup.inline_keyboard  # the second would not fit Telegram's 64 bytes of data
+    assert row[0].text == "✓ Tutor"
+    assert parse_pick(str(row[0].callback_data)) == (CommandName.PERSONA, "tutor")
+    assert slack_pick("persona|tutor") == (CommandName.PERSONA, "tutor")
+    for data in ("pk|confirm|x", "pk|nope|x", "pk|persona|", "pk|persona", "cf|a|y"):
+        assert parse_pick(data) is None
+    for value in ("confirm|x", "nope|x", "persona|", "persona"):
+        assert slack_pick(value) is None
 
 
 def test_confirmation_buttons_parse_only_what_parley_made() -> None:

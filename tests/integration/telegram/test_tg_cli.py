@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+import redis.asyncio as aioredis
+
 from tests.fakes.fake_telegram import FakeTelegram
 from tests.fakes.fake_vllm import FakeVLLM
 from tests.services import RedisServer
@@ -16,8 +18,10 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 async def test_parley_telegram_answers_and_stops_on_sigterm(
-    telegram: FakeTelegram, vllm: FakeVLLM, redis_server: RedisServer
+    telegram: FakeTelegram, vllm: FakeVLLM, redis_server: RedisServer, redis: aioredis.Redis
 ) -> None:
+    # ``redis`` empties the session's Redis: an earlier test's quota counters or chat settings
+    # for a user id this fake hands out again must not change the answer.
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", str(ROOT)),
