@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: chat test check lint types pytest venv redis vllm serve stop doctor bench fuzz clean
+.PHONY: chat test check lint types pytest venv redis vllm serve stop doctor bench fuzz catalogs clean
 
 chat: venv redis ## the whole local stack: Redis, a local vLLM and the terminal chat
 	tools/chat.sh
@@ -53,5 +53,11 @@ fuzz: venv redis ## property tests with 10,000 cases each (minutes per test: no 
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -m "not vllm" -p no:randomly --timeout=3600 \
 		tests/unit tests/fuzz
 
+catalogs: venv ## re-extract the texts and update + compile the translations (core/locale)
+	$(BIN)/python -m tools.catalogs
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+soak: venv redis ## memory under churn: 200 chats for 30 minutes (not in CI); SOAK_MINUTES=…
+	$(BIN)/python -m tools.bench.soak --minutes $(or $(SOAK_MINUTES),30) --chats 200

@@ -8,8 +8,9 @@ import sys
 from typing import TextIO
 
 from bots.runtime import open_runtime
-from bots.terminal.app import plain_markdown
+from bots.terminal.app import plain_markdown, terminal_language
 from core.commands import Caller, CommandName, CommandRequest
+from core.i18n import N_, Translator
 from core.service import ChatService
 from core.settings import CoreSettings
 
@@ -52,12 +53,15 @@ def request(args: argparse.Namespace, caller: Caller) -> CommandRequest:
     return CommandRequest(CommandName(command), caller)
 
 
-def _confirm(question: str, yes: bool, stdin: TextIO, out: TextIO) -> bool:
+NEEDS_YES = N_("refusing without confirmation: add --yes")
+
+
+def _confirm(question: str, yes: bool, stdin: TextIO, out: TextIO, t: Translator) -> bool:
     """--yes, or a y/N on a terminal; a script without --yes is refused."""
     if yes:
         return True
     if not stdin.isatty():
-        out.write("refusing without confirmation: add --yes\n")
+        out.write(t.gettext(NEEDS_YES) + "\n")
         return False
     out.write(f"{question} [y/N] ")
     out.flush()
@@ -68,10 +72,12 @@ async def execute(
     service: ChatService, args: argparse.Namespace, *, stdin: TextIO, out: TextIO
 ) -> int:
     """Run one admin command through the core; questions are answered here, as on a button."""
-    caller = Caller("cli", getpass.getuser())
+    caller = Caller("cli", getpass.getuser(), language=terminal_language())
     reply = await service.command(request(args, caller))
     if reply.question is not None:
-        agreed = _confirm(plain_markdown(reply.text), getattr(args, "yes", False), stdin, out)
+        yes = getattr(args, "yes", False)
+        t = service.commands.languages.platform_language(caller)
+        agreed = _confirm(plain_markdown(reply.text), yes, stdin, out, t)
         answer = (reply.question.id, "yes" if agreed else "no")
         reply = await service.command(CommandRequest(CommandName.CONFIRM, caller, args=answer))
         if not agreed:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bots import admin_cli
+from bots import admin_cli, event_loop
 from bots.gc_tuning import tune_for_serving
 from bots.logs import install_last_resort, one_line, report_unexpected, setup_logging
 from bots.ops import ops_listener
@@ -94,7 +94,7 @@ def _run_platform(name: str, settings: CoreSettings) -> int:
 
     # A bot on process memory would lose every history at a restart and split it between
     # replicas: without Redis it refuses to start (one line, exit 2).
-    return asyncio.run(_with_runtime(settings, body, module.PHRASES, allow_memory=False))
+    return event_loop.run(_with_runtime(settings, body, module.PHRASES, allow_memory=False))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from core.access import AccessControl
 from core.admins import Admins
 from core.admission import Admission
 from core.answer import Answerer
+from core.answers import AnswerBook
 from core.audit import AuditLog
 from core.briefing import Briefing
 from core.chat_admins import ChatAdmins
@@ -28,8 +29,11 @@ from core.chat_commands import ChatCommands
 from core.clock import Clock, LoopClock
 from core.confirmations import PendingActions
 from core.control import Commands
+from core.controls import AnswerControls
 from core.errors import ConfigError
+from core.i18n import LANGUAGES, match_language
 from core.intake import Intake
+from core.languages import Languages
 from core.lifecycle import Lifecycle
 from core.llm.client import LLMClient, OpenAICompatibleClient, Timeouts
 from core.llm.servers import ServerPool
@@ -45,6 +49,7 @@ from core.settings import CoreSettings
 from core.store.chat_settings import RedisChatSettings
 from core.store.client import REDIS_FAILURES, RedisClient
 from core.store.keys import KeySpace
+from core.store.languages import RedisLanguageChoices
 from core.store.redis_store import RedisConversationStore
 from core.store.upgrades import upgrade_keys
 from core.tokens import default_counter
@@ -194,6 +199,11 @@ def build_service(
     personas = load_personas(settings.personas_file, settings.default_persona)
     admins = Admins(settings.admin_ids)
     chat_settings = RedisChatSettings(redis, keys)
+    default_language = match_language(settings.default_language)
+    if default_language is None:
+        choices = ", ".join(LANGUAGES)
+        raise ConfigError(f"DEFAULT_LANGUAGE={settings.default_language!r}: use one of {choices}")
+    languages = Languages(RedisLanguageChoices(redis, keys), default_language)
     store = RedisConversationStore(
         redis, keys=keys, max_messages=settings.history_max_messages,
         ttl_seconds=settings.history_ttl_seconds,
@@ -212,9 +222,10 @@ def build_service(
     usage = UsageStats(redis, keys)
     marks = OnceMarks(redis, keys)
     lifecycle = Lifecycle(turns)
+    answers = AnswerBook(redis, keys, ttl_seconds=settings.history_ttl_seconds)
     answerer = Answerer(
         settings=settings, store=store, llm=llm, counter=default_counter(), clock=clock,
-        phrases=phrases, metrics=metrics, retry=settling,
+        phrases=phrases, metrics=metrics, retry=settling, answers=answers,
     )  # fmt: skip
     runner = TurnRunner(
         answerer=answerer,
@@ -232,6 +243,8 @@ def build_service(
         metrics=metrics,
         retry=retry,
         briefing=Briefing(settings, personas, chat_settings),
+        languages=languages,
+        answers=answers,
     )
     operations = Operations(
         store=store, access=access, audit_log=AuditLog(redis, keys), usage=usage, quotas=quotas,
@@ -246,6 +259,8 @@ def build_service(
         quotas=quotas,
         marks=marks,
         chat=ChatCommands(chat_settings, personas, admins, ChatAdmins(clock)),
+        languages=languages,
+        controls=AnswerControls(answers, turns, admins),
     )
     return ChatService(settings, runner, commands, lifecycle)
 

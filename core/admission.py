@@ -54,42 +54,46 @@ class Admission:
         """Admins are never limited by quotas."""
         return self._admins(request.caller.platform, request.caller.user_id)
 
-    async def admit(self, request: TurnRequest) -> Refusal | None:
-        """None if the turn may run; raises StoreError if Redis cannot say."""
+    async def admit(self, request: TurnRequest, phrases: Phrases | None = None) -> Refusal | None:
+        """None if the turn may run; raises StoreError if Redis cannot say. ``phrases`` are the
+        person's, in their language."""
+        phrases = phrases or self._phrases
         caller = request.caller
         if self._access is not None:
             subject = Subject(caller.platform, caller.user_id, caller.chat, caller.workspace)
             if not await self._access.allowed(subject):
                 log.info("refused %s (access)", caller.actor)
                 told = await self._access.first_refusal(subject)
-                return Refusal("access", self._phrases.refused if told else "")
+                return Refusal("access", phrases.refused if told else "")
         if self._quotas is not None and not self.is_admin(request):
             verdict = await self._quotas.admit(caller.platform, caller.user_id)
             if not verdict.allowed:
                 log.info("refused %s (%s)", caller.actor, verdict.reason)
                 reason = (
-                    "messages per minute"
+                    phrases.quota_messages
                     if verdict.reason == "messages_per_minute"
-                    else "tokens per day"
+                    else phrases.quota_tokens
                 )
-                text = self._phrases.over_quota.format(
-                    reason=reason, wait=duration(verdict.wait_seconds)
-                )
+                wait = duration(phrases.translator, verdict.wait_seconds)
+                text = phrases.over_quota.format(reason=reason, wait=wait)
                 return Refusal("quota", await self.once(request, "quota", text))
         return None
 
     async def once(self, request: TurnRequest, kind: str, text: str) -> str:
         """``text`` the first time this minute for this person and kind of refusal, else ''."""
+        return text if await self.first_notice(request, kind) else ""
+
+    async def first_notice(self, request: TurnRequest, kind: str) -> bool:
+        """Whether this person is due this kind of refusal notice (at most once a minute)."""
         caller = request.caller
         if not self._told.first(kind, caller.actor, NOTICE_EVERY_SECONDS):
-            return ""  # this process told them a moment ago: a flood costs no Redis calls
+            return False  # this process told them a moment ago: a flood costs no Redis calls
         if self._marks is None:
-            return text
-        first = await self._marks.first(
+            return True
+        return await self._marks.first(
             "notice", kind, caller.platform, caller.user_id,
             ttl=NOTICE_EVERY_SECONDS, unreachable=False,
         )  # fmt: skip
-        return text if first else ""
 
 
 class _RecentNotices:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
+from core.answers import AnswerBook, AnswerRecord
 from core.briefing import Brief
 from core.clock import Clock, LoopClock, wall_time
 from core.context import FittedPrompt, MessageTooLong, fit
@@ -24,15 +26,26 @@ from core.phrases import Phrases
 from core.results import Outcome, TurnResult
 from core.retry import BLIP, RetryPolicy
 from core.settings import CoreSettings
-from core.sink import MessageSink
+from core.sink import NO_CONTROLS, Button, Control, Controls, MessageRef, MessageSink
 from core.store.protocol import ConversationStore
-from core.stream.reply import ReplyStream
+from core.stream.reply import ReplyStream, ReplyTexts
 from core.tokens import TokenCounter, assistant_visible
 from core.turns import TurnLease
 
 log = logging.getLogger(__name__)
 
 _MARGIN_TOKENS = 16  # template/tokeniser slack beyond our exact count
+# What the model is asked when an answer cut by the token limit is continued (never shown).
+CONTINUE_PROMPT = "Continue exactly where your previous answer stopped, without repeating it."
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """An earlier answer this one is written over (regenerate, continue, an edited question)."""
+
+    refs: tuple[MessageRef, ...] = ()  # the messages that showed it
+    question: StoredMessage | None = None  # continuing: the question the whole answer answers
+    answer: str = ""  # continuing: the answer so far, which the new text extends
 
 
 @dataclass(slots=True)
@@ -72,6 +85,7 @@ class Answerer:
     phrases: Phrases = field(default_factory=Phrases)
     metrics: Metrics = field(default_factory=Metrics)
     retry: RetryPolicy = BLIP
+    answers: AnswerBook | None = None  # records behind the buttons (None: no buttons)
     # By context length and reply budget: servers may differ, and personas may set max_tokens.
     _limits: dict[tuple[int, int], ServiceLimits] = field(default_factory=dict)
 
@@ -108,12 +122,20 @@ class Answerer:
         *,
         replace: bool,
         brief: Brief | None = None,
+        phrases: Phrases | None = None,
+        owner: str = "",
+        question_id: str = "",
+        rewrite: Rewrite | None = None,
     ) -> TurnResult:
         """Fit, stream and save one turn while holding the conversation's lease.
 
         ``brief`` holds the chat's instructions and sampling (``core.briefing``); without one,
-        LLM_INSTRUCTIONS and the configured sampling apply.
+        LLM_INSTRUCTIONS and the configured sampling apply. ``phrases`` are the person's, in
+        their language. ``owner`` (who may press the answer's buttons) and ``question_id`` (the
+        message an edit would re-ask) go into the answer's record; ``rewrite`` names an earlier
+        answer this one is written over.
         """
+        phrases = phrases or self.phrases
         if brief is None:
             brief = Brief(instructions=self.settings.llm_instructions.strip())
         user = StoredMessage(Role.USER, text, self.counter.count(text), wall_time())
@@ -123,22 +145,39 @@ class Answerer:
             fitted = self._fit(history, user, limits.prompt_budget, brief.instructions)
         except MessageTooLong as exc:
             if exc.limit <= 0 and brief.instructions:  # the instructions alone leave no room
-                await say(sink, self.phrases.instructions_too_long)
+                await say(sink, phrases.instructions_too_long)
             else:
-                await say(sink, self.phrases.too_long.format(tokens=exc.tokens, limit=exc.limit))
+                await say(sink, phrases.too_long.format(tokens=exc.tokens, limit=exc.limit))
             return TurnResult(Outcome.REFUSED, error=exc)
         except LLMError as exc:
             log.warning("model server unavailable before %s: %s", key, exc)
-            await say(sink, exc.user_message)
+            await say(sink, phrases.error(exc))
             return TurnResult(Outcome.FAILED, error=exc)
 
-        reply = ReplyStream(sink, show_reasoning=self.settings.show_reasoning, clock=self.clock)
+        rewrite = rewrite or Rewrite()
+        record = await self._begin(key, owner, question_id)
+        stop = (
+            Controls(record.id, (Button(Control.STOP, phrases.stop_button),))
+            if record is not None
+            else NO_CONTROLS
+        )
+        reply = ReplyStream(
+            sink,
+            show_reasoning=self.settings.show_reasoning,
+            clock=self.clock,
+            texts=ReplyTexts.of(phrases),
+            controls=stop,
+            reuse=rewrite.refs,
+        )
+        if rewrite.answer:  # the model's own whitespace joins the continuation to it
+            reply.add_answer(rewrite.answer)
+        stored = rewrite.question or user  # continuing: the stored turn is the whole answer's
         started = self.clock.now()
         self.metrics.active_streams.inc()
         try:
             await reply.start()
             if lease.previous_lost:
-                reply.add_notice(self.phrases.previous_lost)
+                reply.add_notice(phrases.previous_lost)
             try:
                 generation = await self._generate(
                     fitted, limits, reply, lease, history, user, affinity, brief
@@ -147,12 +186,51 @@ class Answerer:
                 await reply.cancel()
                 raise
             result = await self._conclude(
-                key, user, fitted, reply, generation, replace=replace, fence=lease.fence
+                key,
+                stored,
+                fitted,
+                reply,
+                generation,
+                replace=replace,
+                fence=lease.fence,
+                phrases=phrases,
+                record=record,
             )
+            if record is not None:
+                await self._end(record, reply, result, generation)
         finally:
             self.metrics.active_streams.dec()
         self._observe(reply, generation, started)
         return result
+
+    async def _begin(self, key: ConversationKey, owner: str, question: str) -> AnswerRecord | None:
+        """Record the answer about to stream, so its buttons find it; None: no buttons."""
+        if self.answers is None or not owner:
+            return None
+        record = AnswerRecord(secrets.token_hex(8), key, owner, question, wall_time())
+        try:
+            await self.answers.begin(record)
+        except StoreError as exc:
+            log.warning("answer of %s goes without buttons: %s", key, exc)
+            return None
+        return record
+
+    async def _end(
+        self,
+        record: AnswerRecord,
+        reply: ReplyStream,
+        result: TurnResult,
+        generation: _Generation,
+    ) -> None:
+        """Keep which messages show the answer and whether it can be regenerated or continued."""
+        assert self.answers is not None
+        continuable = result.saved and generation.finish_reason == "length"
+        try:
+            await self.answers.end(
+                record.ended(reply.refs, saved=result.saved, continuable=continuable)
+            )
+        except StoreError as exc:
+            log.warning("could not record the end of answer %s: %s", record.id, exc)
 
     def _fit(
         self, history: Sequence[StoredMessage], user: StoredMessage, budget: int, instructions: str
@@ -260,13 +338,18 @@ class Answerer:
         *,
         replace: bool,
         fence: str | None = None,
+        phrases: Phrases,
+        record: AnswerRecord | None = None,
     ) -> TurnResult:
-        """Finish the visible reply, then save the turn only if it is whole (or stopped)."""
-        phrases = self.phrases
+        """Finish the visible reply, then save the turn only if it is whole (or stopped).
+
+        The final write carries the buttons a stored answer gets (Regenerate, and Continue when
+        the token limit cut it); a save that then fails takes them away with its notice.
+        """
         error = generation.error
         if error is not None:
             log.warning("model failure in %s: %s", key, error)
-            reply.add_notice(error.user_message)
+            reply.add_notice(phrases.error(error))
             await reply.finish()
             return TurnResult(Outcome.FAILED, reply.answer, error=error)
 
@@ -288,6 +371,11 @@ class Answerer:
                 reply.add_notice(phrases.cut_short)
         if fitted.first_drop:
             reply.add_notice(phrases.trimmed)
+        if record is not None and reply.answer:
+            buttons = [Button(Control.REGENERATE, phrases.regenerate_button)]
+            if generation.finish_reason == "length":
+                buttons.append(Button(Control.CONTINUE, phrases.continue_button))
+            reply.end_with(Controls(record.id, tuple(buttons)))
         await reply.finish()
 
         answer = reply.answer
@@ -296,7 +384,9 @@ class Answerer:
         stored = StoredMessage(
             Role.ASSISTANT, answer, self.counter.count(assistant_visible(answer)), wall_time()
         )
-        saved = await self._save(key, Turn(user, stored), reply, replace=replace, fence=fence)
+        saved = await self._save(
+            key, Turn(user, stored), reply, replace=replace, fence=fence, phrases=phrases
+        )
         return TurnResult(
             outcome,
             answer,
@@ -315,6 +405,7 @@ class Answerer:
         *,
         replace: bool,
         fence: str | None = None,
+        phrases: Phrases,
     ) -> bool:
         """Store the turn atomically, retrying through a Redis blip; if that fails, say so.
 
@@ -335,7 +426,8 @@ class Answerer:
             log.warning("did not save a turn of %s: %s", key, exc)
         except StoreError as exc:
             log.error("could not save a turn of %s: %s", key, exc)
-        reply.add_notice(self.phrases.not_saved)
+        reply.add_notice(phrases.not_saved)
+        reply.end_with(NO_CONTROLS)
         await reply.finish()
         return False
 

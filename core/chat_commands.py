@@ -15,6 +15,7 @@ from core.admins import Admins
 from core.chat_admins import ChatAdmins
 from core.chat_settings import MAX_INSTRUCTIONS, ChatScope, ChatSettingsStore
 from core.commands import Choice, CommandName, CommandRequest, Reply
+from core.i18n import Translator
 from core.personas import Personas
 from core.surfaces import Surface
 from core.text import clean_user_text
@@ -40,27 +41,33 @@ class ChatCommands:
             return True
         return await self.chat_admins(caller.platform, caller.chat, caller.user_id)
 
-    async def persona(self, request: CommandRequest, surface: Surface) -> Reply:
+    async def persona(self, request: CommandRequest, surface: Surface, t: Translator) -> Reply:
         """No argument: the list (buttons where possible); an id: switch to it."""
         scope = ChatScope.of(request.caller)
         wanted = request.argument.strip()
         chosen = self.personas.get(wanted) if wanted else None
         if chosen is None:
-            return await self._list(request, surface, scope, unknown=wanted)
+            return await self._list(request, surface, t, scope, unknown=wanted)
         if not await self.may_change(request):
-            return Reply(texts.NOT_CHAT_ADMIN, ok=False, settles=False)
+            return Reply(t.gettext(texts.NOT_CHAT_ADMIN), ok=False, settles=False)
         await self.store.set_persona(scope, chosen.id)
         log.info("%s set persona %s in %s:%s", request.caller.actor, chosen.id, *_where(scope))
-        return Reply(texts.persona_set(chosen))
+        return Reply(texts.persona_set(t, chosen))
 
     async def _list(
-        self, request: CommandRequest, surface: Surface, scope: ChatScope, *, unknown: str
+        self,
+        request: CommandRequest,
+        surface: Surface,
+        t: Translator,
+        scope: ChatScope,
+        *,
+        unknown: str,
     ) -> Reply:
         """Every persona, the current one marked; buttons only for those who may switch."""
         current = self.personas.chosen((await self.store.get(scope)).persona)
         may_change = await self.may_change(request)
         text = texts.persona_list(
-            surface, self.personas, current, may_change=may_change, unknown=unknown
+            t, surface, self.personas, current, may_change=may_change, unknown=unknown
         )
         choices = (
             tuple(
@@ -72,24 +79,25 @@ class ChatCommands:
         )
         return Reply(text, ok=not unknown, choices=choices)
 
-    async def instructions(self, request: CommandRequest, surface: Surface) -> Reply:
+    async def instructions(self, request: CommandRequest, surface: Surface, t: Translator) -> Reply:
         """No text: show them; `clear`: remove them; any other text: set them."""
         scope = ChatScope.of(request.caller)
         given = clean_user_text(request.text or " ".join(request.args))
         if not given:
             current = (await self.store.get(scope)).instructions
             may_change = await self.may_change(request)
-            return Reply(texts.instructions_shown(surface, current, may_change=may_change))
+            return Reply(texts.instructions_shown(t, surface, current, may_change=may_change))
         if not await self.may_change(request):
-            return Reply(texts.NOT_CHAT_ADMIN, ok=False, settles=False)
+            return Reply(t.gettext(texts.NOT_CHAT_ADMIN), ok=False, settles=False)
         if given.lower() == texts.CLEAR_WORD:
             removed = await self.store.set_instructions(scope, "")
-            return Reply(texts.INSTRUCTIONS_CLEARED if removed else texts.INSTRUCTIONS_NONE)
+            cleared = texts.INSTRUCTIONS_CLEARED if removed else texts.INSTRUCTIONS_NONE
+            return Reply(t.gettext(cleared))
         if len(given) > MAX_INSTRUCTIONS:
-            return Reply(texts.instructions_too_long(len(given), MAX_INSTRUCTIONS), ok=False)
+            return Reply(texts.instructions_too_long(t, len(given), MAX_INSTRUCTIONS), ok=False)
         await self.store.set_instructions(scope, given)
         log.info("%s set instructions in %s:%s", request.caller.actor, *_where(scope))
-        return Reply(texts.INSTRUCTIONS_SAVED)
+        return Reply(t.gettext(texts.INSTRUCTIONS_SAVED))
 
 
 def _where(scope: ChatScope) -> tuple[str, str]:

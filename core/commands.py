@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from core.conversation import ConversationKey, IncomingMessage
+from core.i18n import N_
 
 
 class CommandName(StrEnum):
@@ -24,6 +25,7 @@ class CommandName(StrEnum):
     USAGE = "usage"
     PERSONA = "persona"
     INSTRUCTIONS = "instructions"
+    LANGUAGE = "language"
     STATS = "stats"
     RESET_USER = "reset-user"
     RESET_CHAT = "reset-chat"
@@ -34,6 +36,7 @@ class CommandName(StrEnum):
     AUDIT = "audit"
     PERSONAS = "personas"  # which personas there are and how many chats use each (operators)
     CONFIRM = "confirm"  # the answer to a confirmation question (a button, or y/N in a shell)
+    CONTROL = "control"  # a button under an answer: stop, regenerate or continue it
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,40 +50,51 @@ class CommandSpec:
 
 
 CATALOGUE: tuple[CommandSpec, ...] = (
-    CommandSpec(CommandName.START, "What this bot is and how to use it"),
-    CommandSpec(CommandName.HELP, "The commands"),
-    CommandSpec(CommandName.RESET, "Forget our conversation here"),
-    CommandSpec(CommandName.STOP, "Stop the answer being written"),
-    CommandSpec(CommandName.RETRY, "Answer my last message again"),
-    CommandSpec(CommandName.FORGET, "Delete everything I remember about you on this platform"),
-    CommandSpec(CommandName.USAGE, "My messages and tokens today, and what is left"),
-    CommandSpec(CommandName.PERSONA, "Pick how I answer here", argument="[id]"),
+    CommandSpec(CommandName.START, N_("What this bot is and how to use it")),
+    CommandSpec(CommandName.HELP, N_("The commands")),
+    CommandSpec(CommandName.RESET, N_("Forget our conversation here")),
+    CommandSpec(CommandName.STOP, N_("Stop the answer being written")),
+    CommandSpec(CommandName.RETRY, N_("Answer my last message again")),
+    CommandSpec(CommandName.FORGET, N_("Delete everything I remember about you on this platform")),
+    CommandSpec(CommandName.USAGE, N_("My messages and tokens today, and what is left")),
+    CommandSpec(CommandName.PERSONA, N_("Pick how I answer here"), argument=N_("[id]")),
     CommandSpec(
         CommandName.INSTRUCTIONS,
-        "Show, set or clear instructions for this chat",
-        argument="[text | clear]",
+        N_("Show, set or clear instructions for this chat"),
+        argument=N_("[text | clear]"),
     ),
-    CommandSpec(CommandName.STATS, "What the bot remembers and how much it is used", admin=True),
+    CommandSpec(
+        CommandName.LANGUAGE, N_("Show or pick the language I speak"), argument=N_("[code | auto]")
+    ),
+    CommandSpec(
+        CommandName.STATS, N_("What the bot remembers and how much it is used"), admin=True
+    ),
     CommandSpec(
         CommandName.RESET_USER,
-        "Forget all of a user's conversations",
+        N_("Forget all of a user's conversations"),
         admin=True,
-        argument="<user>",
+        argument=N_("<user>"),
     ),
-    CommandSpec(CommandName.RESET_CHAT, "Forget every conversation in this chat", admin=True),
-    CommandSpec(CommandName.RESET_ALL, "Forget everything (asks first)", admin=True),
+    CommandSpec(CommandName.RESET_CHAT, N_("Forget every conversation in this chat"), admin=True),
+    CommandSpec(CommandName.RESET_ALL, N_("Forget everything (asks first)"), admin=True),
     CommandSpec(
-        CommandName.ALLOW, "Let a user, chat or workspace in", admin=True, argument="<entry>"
+        CommandName.ALLOW,
+        N_("Let a user, chat or workspace in"),
+        admin=True,
+        argument=N_("<entry>"),
     ),
-    CommandSpec(CommandName.DENY, "Block a user, chat or team", admin=True, argument="<entry>"),
-    CommandSpec(CommandName.ACCESS, "The access mode and lists", admin=True),
-    CommandSpec(CommandName.AUDIT, "Who did what, when", admin=True, argument="[count]"),
-    CommandSpec(CommandName.PERSONAS, "The personas and how many chats use each", admin=True),
+    CommandSpec(
+        CommandName.DENY, N_("Block a user, chat or team"), admin=True, argument=N_("<entry>")
+    ),
+    CommandSpec(CommandName.ACCESS, N_("The access mode and lists"), admin=True),
+    CommandSpec(CommandName.AUDIT, N_("Who did what, when"), admin=True, argument=N_("[count]")),
+    CommandSpec(CommandName.PERSONAS, N_("The personas and how many chats use each"), admin=True),
 )
 # Answering a question is not typed (a button, or y/N in a shell): in no menu, checked by asker.
 SPECS: dict[CommandName, CommandSpec] = {
     **{spec.name: spec for spec in CATALOGUE},
-    CommandName.CONFIRM: CommandSpec(CommandName.CONFIRM, "Answer a question"),
+    CommandName.CONFIRM: CommandSpec(CommandName.CONFIRM, N_("Answer a question")),
+    CommandName.CONTROL: CommandSpec(CommandName.CONTROL, N_("Stop, regenerate or continue")),
 }
 
 
@@ -93,6 +107,7 @@ class Caller:
     chat: str = ""
     workspace: str = ""  # Slack team id, for workspace allowlists
     group: bool = False  # a group chat or channel: its settings belong to the chat, not a person
+    language: str = ""  # the person's language as their platform names it ("zh-hans", "zh-CN")
 
     @property
     def actor(self) -> str:
@@ -156,10 +171,13 @@ class Reply:
 
 
 class TurnKind(StrEnum):
-    """Why a turn runs: a new message, or the last message answered again."""
+    """Why a turn runs: a new message, or the newest answer made again in some way."""
 
     MESSAGE = "message"
-    RETRY = "retry"
+    RETRY = "retry"  # /retry: the last message answered again, in a new reply
+    REGENERATE = "regenerate"  # its button: the same, written over the answer it sits under
+    CONTINUE = "continue"  # its button: an answer cut by the token limit goes on
+    EDIT = "edit"  # the person edited the question of the newest answer: answered anew
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +189,30 @@ class TurnRequest:
     kind: TurnKind = TurnKind.MESSAGE
     text: str = ""
     message_id: str = ""
+    answer: str = ""  # regenerate, continue: the answer whose button was pressed
+    version: str = ""  # an edit: the platform's stamp of this version of the message
+
+    @property
+    def rewrites(self) -> bool:
+        """Whether this turn rewrites an earlier answer in its own messages."""
+        return self.kind in (TurnKind.REGENERATE, TurnKind.CONTINUE, TurnKind.EDIT)
 
     @classmethod
     def of(cls, message: IncomingMessage) -> TurnRequest:
         """A person's new message as a turn."""
         key = message.key
-        caller = Caller(key.platform, message.user_id, key.chat, message.workspace, message.group)
+        caller = Caller(
+            key.platform,
+            message.user_id,
+            key.chat,
+            message.workspace,
+            message.group,
+            message.language,
+        )
         return cls(message.key, caller, TurnKind.MESSAGE, message.text, message.message_id)
+
+    @classmethod
+    def edited(cls, message: IncomingMessage, version: str) -> TurnRequest:
+        """A person's edit of a message: its question is answered anew if it is the newest."""
+        turn = cls.of(message)
+        return cls(turn.key, turn.caller, TurnKind.EDIT, turn.text, turn.message_id, "", version)

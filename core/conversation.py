@@ -32,6 +32,7 @@ class IncomingMessage:
     message_id: str = ""
     workspace: str = ""  # Slack team id, for workspace allowlists
     group: bool = False  # written in a group chat or channel, not a private chat
+    language: str = ""  # the sender's language as their platform names it, e.g. "zh-hans"
 
 
 class Role(StrEnum):

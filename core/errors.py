@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from core.i18n import N_
+
 
 class BotError(Exception):
     """Root of every error Parley raises on purpose; carries a user-safe message."""
 
-    user_message = "Something went wrong on my side. Please try again."
+    user_message = N_("Something went wrong on my side. Please try again.")
 
 
 class ConfigError(BotError):
@@ -16,7 +18,7 @@ class ConfigError(BotError):
 class StoreError(BotError):
     """The conversation store (Redis) failed; history is left as it was."""
 
-    user_message = "I can't reach my memory store right now. Please try again shortly."
+    user_message = N_("I can't reach my memory store right now. Please try again shortly.")
 
 
 class LeaseLost(StoreError):
@@ -29,37 +31,39 @@ class LeaseLost(StoreError):
 class LLMError(BotError):
     """The model server failed or refused a request."""
 
-    user_message = "The model server returned an error. Please try again."
+    user_message = N_("The model server returned an error. Please try again.")
 
 
 class LLMUnavailable(LLMError):
     """The model server cannot be reached, timed out or dropped the stream."""
 
-    user_message = "The model server is unavailable, try again shortly."
+    user_message = N_("The model server is unavailable, try again shortly.")
 
 
 class LLMOverloaded(LLMError):
     """The model server answered 503/429: it is up but saturated."""
 
-    user_message = "The model server is busy right now, try again in a moment."
+    user_message = N_("The model server is busy right now, try again in a moment.")
 
 
 class ModelNotFound(LLMError):
     """The configured model is not served (HTTP 404)."""
 
-    user_message = "The configured model is not available on the model server."
+    user_message = N_("The configured model is not available on the model server.")
 
 
 class ModelNotServed(LLMError):
     """A persona names a model the server does not serve: the request's fault, not the server's."""
 
-    user_message = "The model this persona uses is not available right now. Pick another persona."
+    user_message = N_(
+        "The model this persona uses is not available right now. Pick another persona."
+    )
 
 
 class ContextTooLong(LLMError):
     """The prompt does not fit the model's context window (HTTP 400 from vLLM)."""
 
-    user_message = "This conversation is too long for the model. Use reset and try again."
+    user_message = N_("This conversation is too long for the model. Use reset and try again.")
 
     def __init__(self, message: str, *, limit: int | None = None, prompt_tokens: int | None = None):
         super().__init__(message)

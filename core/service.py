@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.commands import CommandRequest, Reply, TurnRequest
+from core.commands import Caller, CommandRequest, Reply, TurnRequest
 from core.control import Commands
 from core.conversation import IncomingMessage
 from core.lifecycle import Lifecycle
@@ -34,6 +34,11 @@ class ChatService:
     def phrases(self) -> Phrases:
         """The notices the core writes into replies."""
         return self.runner.phrases
+
+    async def phrases_for(self, caller: Caller) -> Phrases:
+        """The notices in this person's language, for what an adapter says on its own (a
+        sticker it cannot read, a stale button)."""
+        return self.runner.phrases.in_language(await self.commands.languages.translator(caller))
 
     async def handle(self, message: IncomingMessage, sink: MessageSink) -> TurnResult:
         """A person's message: admitted, queued in order, answered and remembered."""

@@ -54,6 +54,7 @@ class CoreSettings(BaseSettings):
     llm_instructions: str = ""
     personas_file: str = "personas.yaml"  # core.persona_file.DEFAULT_FILE
     default_persona: str = ""  # '' = the first persona in PERSONAS_FILE
+    default_language: str = "en"  # for people whose platform names no language Parley speaks
     llm_connect_timeout: float = Field(5.0, gt=0)
     llm_first_token_timeout: float = Field(120.0, gt=0)
     llm_idle_timeout: float = Field(60.0, gt=0)

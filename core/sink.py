@@ -32,6 +32,9 @@ class SinkLimits:
     supports_collapsed: bool = False
     # Native streams (drafts, chat.startStream) must see final=True once per message to finish.
     needs_final: bool = False
+    # False where the platform shows progress itself (Slack's assistant status line): no
+    # "Thinking…" placeholder message then, the first message is the answer.
+    status_line: bool = True
 
 
 class SegmentKind(StrEnum):
@@ -54,6 +57,36 @@ class Segment:
 
 Content = tuple[Segment, ...]
 MessageRef = str
+
+
+class Control(StrEnum):
+    """A button under an answer: what pressing it asks of the answer."""
+
+    STOP = "stop"  # while it streams
+    REGENERATE = "regenerate"  # after it ended: answer the same question again
+    CONTINUE = "continue"  # after the token limit cut it: go on where it stopped
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """One control as drawn: the label is already in the reader's language."""
+
+    control: Control
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """The buttons a message carries, and the answer they act on (empty: none)."""
+
+    answer: str = ""
+    buttons: tuple[Button, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.answer and self.buttons)
+
+
+NO_CONTROLS = Controls()
 
 
 def plain(content: Sequence[Segment]) -> str:
@@ -86,12 +119,24 @@ class MessageSink(Protocol):
         """The budget this target shares (per chat, per workspace, across replicas)."""
         ...
 
-    async def send(self, content: Content, *, final: bool = False) -> MessageRef:
-        """Post a new message and return a reference for later edits."""
+    async def send(
+        self, content: Content, *, final: bool = False, controls: Controls = NO_CONTROLS
+    ) -> MessageRef:
+        """Post a new message and return a reference for later edits.
+
+        ``controls`` are the buttons under it; a sink whose platform has none ignores them.
+        """
         ...
 
-    async def edit(self, ref: MessageRef, content: Content, *, final: bool = False) -> None:
-        """Replace a message's content; an unchanged edit is a no-op, not an error."""
+    async def edit(
+        self,
+        ref: MessageRef,
+        content: Content,
+        *,
+        final: bool = False,
+        controls: Controls = NO_CONTROLS,
+    ) -> None:
+        """Replace a message's content and buttons (none: removed); unchanged is a no-op."""
         ...
 
     async def typing(self) -> None:

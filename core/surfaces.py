@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.commands import CATALOGUE, CommandName, CommandSpec
+from core.i18n import ENGLISH, N_, Translator
 
 # The persona report is the shell's (`parley admin persona`); chats see the counts in /stats.
 _CHAT_COMMANDS = frozenset(spec.name for spec in CATALOGUE) - {CommandName.PERSONAS}
@@ -18,7 +19,7 @@ class Surface:
     prefix: str
     separator: str = "-"
     commands: frozenset[CommandName] = _CHAT_COMMANDS
-    user_argument: str = "<user>"  # how a person is named in a command here
+    user_argument: str = N_("<user>")  # how a person is named in a command here
     code: bool = True  # show commands as `code` (Telegram links a bare /command instead)
     spelled: dict[CommandName, str] = field(default_factory=dict)
 
@@ -45,10 +46,11 @@ class Surface:
         text = self.bare(name) + (f" {argument}" if argument else "")
         return f"`{text}`" if self.code else text
 
-    def usage(self, spec: CommandSpec) -> str:
-        """The command with its argument placeholder, for help and usage lines."""
+    def usage(self, spec: CommandSpec, t: Translator = ENGLISH) -> str:
+        """The command with its argument placeholder (in the reader's language), for help and
+        usage lines."""
         argument = self.user_argument if spec.argument == "<user>" else spec.argument
-        return self.typed(spec.name, argument)
+        return self.typed(spec.name, t.gettext(argument))
 
     def specs(self, *, admin: bool) -> list[CommandSpec]:
         """The catalogue entries offered here, admin ones only to admins."""
@@ -59,13 +61,13 @@ TELEGRAM = Surface(
     "telegram",
     prefix="/",
     separator="_",
-    user_argument="<numeric user id>",
+    user_argument=N_("<numeric user id>"),
     code=False,
 )
 SLACK = Surface(
     "slack",
     prefix="/parley ",
-    user_argument="@someone",
+    user_argument=N_("@someone"),
     commands=_CHAT_COMMANDS - {CommandName.START},
     spelled={CommandName.RESET_CHAT: "reset-channel"},
 )
@@ -83,6 +85,7 @@ TERMINAL = Surface(
             CommandName.USAGE,
             CommandName.PERSONA,
             CommandName.INSTRUCTIONS,
+            CommandName.LANGUAGE,
             CommandName.STATS,
         }
     ),
@@ -90,7 +93,7 @@ TERMINAL = Surface(
 CLI = Surface(
     "cli",
     prefix="parley admin ",
-    user_argument="<platform:id>",
+    user_argument=N_("<platform:id>"),
     commands=frozenset(
         {
             CommandName.STATS,

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from core.i18n import LANGUAGES
 from core.store.client import RedisClient
 from core.store.keys import KeySpace
 from core.store.redis_store import guarded
@@ -31,6 +32,9 @@ class UsageReport:
 
     today: dict[str, PlatformUsage] = field(default_factory=dict)
     total: dict[str, PlatformUsage] = field(default_factory=dict)
+    # Conversations answered in each language (HyperLogLog estimates, exact for small counts).
+    languages_today: dict[str, int] = field(default_factory=dict)
+    languages_total: dict[str, int] = field(default_factory=dict)
 
 
 def _text(value: object) -> str:
@@ -55,12 +59,23 @@ class UsageStats:
         """Today's UTC day number."""
         return str(int(self._now() // _DAY))
 
-    async def record_turn(self, platform: str, user: str, tokens_in: int, tokens_out: int) -> None:
-        """Count one answered turn."""
+    async def record_turn(
+        self,
+        platform: str,
+        user: str,
+        tokens_in: int,
+        tokens_out: int,
+        *,
+        conversation: str = "",
+        language: str = "",
+    ) -> None:
+        """Count one answered turn, and its conversation under the language it was answered in."""
         day = self._day()
         today, total = self._keys.named("usage", day), self._keys.named("usage", "total")
         users_today = self._keys.named("usage", day, "users", platform)
         users_total = self._keys.named("usage", "total", "users", platform)
+        said_today = self._keys.named("usage", day, "language", language)
+        said_total = self._keys.named("usage", "total", "language", language)
 
         async def run() -> None:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -72,6 +87,10 @@ class UsageStats:
                 pipe.pfadd(users_total, user)
                 pipe.expire(today, _KEEP_DAYS * _DAY)
                 pipe.expire(users_today, _KEEP_DAYS * _DAY)
+                if conversation and language:
+                    pipe.pfadd(said_today, conversation)
+                    pipe.pfadd(said_total, conversation)
+                    pipe.expire(said_today, _KEEP_DAYS * _DAY)
                 await pipe.execute()
 
         await guarded("usage", run)
@@ -99,7 +118,22 @@ class UsageStats:
                 )
             return result
 
+        async def languages(scope: str) -> dict[str, int]:
+            counts = {}
+            for language in LANGUAGES:
+                count = await self._redis.pfcount(
+                    self._keys.named("usage", scope, "language", language)
+                )
+                if count:
+                    counts[language] = int(count)
+            return counts
+
         async def run() -> UsageReport:
-            return UsageReport(today=await period(day), total=await period("total"))
+            return UsageReport(
+                today=await period(day),
+                total=await period("total"),
+                languages_today=await languages(day),
+                languages_total=await languages("total"),
+            )
 
         return await guarded("usage", run)

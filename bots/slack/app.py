@@ -14,11 +14,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.runtime import Runtime, redact_url
+from bots.slack.assistant import SlackAssistant
 from bots.slack.commands import SlashCommands
 from bots.slack.dedup import EventDeduplicator
 from bots.slack.errors import SLACK_FAILURES, error_code, translate
 from bots.slack.handlers import SlackHandlers
 from bots.slack.inbound import PLATFORM
+from bots.slack.locales import SlackLocales
 from bots.slack.memory import SlackMemory
 from bots.slack.modes import serve_http, serve_socket
 from bots.slack.pacing import BudgetRates, Budgets
@@ -93,12 +95,21 @@ def build_app(
         mode=settings.slack_stream_mode,
         limits=slack_limits(settings.slack_message_chars),
     )
+    locales = SlackLocales(client)  # each person's language, from users.info
     commands = SlashCommands(
         runtime.service,
         memory,
         scope=settings.slack_thread_scope,
         replies=replies,
         tasks=tasks,
+        locales=locales,
+    )
+    assistant = SlackAssistant(
+        service=runtime.service,
+        memory=memory,
+        locales=locales,
+        prompts=settings.assistant_prompts,
+        dm_threads=settings.slack_stream_mode is StreamMode.NATIVE,
     )
     SlackHandlers(
         service=runtime.service,
@@ -108,7 +119,9 @@ def build_app(
         tasks=tasks,
         scope=settings.slack_thread_scope,
         commands=commands,
+        locales=locales,
         dm_threads=settings.slack_stream_mode is StreamMode.NATIVE,
+        assistant=assistant,
     ).register(app)
     return app
 

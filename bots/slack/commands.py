@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from bots.slack.controls import parse_control
 from bots.slack.inbound import (
     PLATFORM,
     conversation_key,
@@ -14,6 +15,7 @@ from bots.slack.inbound import (
     normalise_text,
     reply_target,
 )
+from bots.slack.locales import SlackLocales
 from bots.slack.memory import SlackMemory
 from bots.slack.render import markdown_to_mrkdwn
 from bots.slack.replies import ReplyFactory
@@ -147,21 +149,28 @@ class SlashCommands:
         scope: ThreadScope,
         replies: ReplyFactory,
         tasks: BackgroundTasks,
+        locales: SlackLocales,
     ) -> None:
         self._service = service
         self._memory = memory
         self._scope = scope
         self._replies = replies
         self._tasks = tasks
+        self._locales = locales
+
+    async def _caller(self, user: str, channel: str, team: str) -> Caller:
+        """Who pressed or typed, in which channel, speaking which language."""
+        group = bool(channel) and not is_dm_channel(channel)
+        language = await self._locales.locale(user)
+        return Caller(PLATFORM, user, channel, team, group, language)
 
     async def run(self, call: Invocation) -> CommandReply:
         """Parse the first word; the core decides and words the reply."""
         word, _, rest = call.text.strip().partition(" ")
         name = SLACK.parse(word) if word else CommandName.HELP
+        caller = await self._caller(call.user_id, call.channel_id, call.team_id)
         if name is None:
-            return draw(self._service.commands.unknown(PLATFORM, word))
-        group = not is_dm_channel(call.channel_id)
-        caller = Caller(PLATFORM, call.user_id, call.channel_id, call.team_id, group)
+            return draw(await self._service.commands.unknown(caller, word))
         thread: str | None = None
         key = None
         if name in _CONVERSATION:
@@ -183,25 +192,40 @@ class SlashCommands:
                 dm=is_dm_channel(call.channel_id),
                 anchor=thread or None,
             )
+            status = (await self._service.phrases_for(caller)).status
+            target = replace(target, status=status)  # "is thinking…" in the person's language
             self._tasks.spawn(self._turn(reply.turn, target), name=f"slack {name} {key}")
         return draw(reply)
 
     async def answer(self, user_id: str, team_id: str, question: str, yes: bool) -> Reply:
         """A yes/no button was pressed: the core checks who pressed it and whether it expired."""
-        caller = Caller(PLATFORM, user_id, workspace=team_id)
+        caller = await self._caller(user_id, "", team_id)
         args = (question, "yes" if yes else "no")
         return await self._service.command(CommandRequest(CommandName.CONFIRM, caller, args=args))
 
     async def pick(self, user_id: str, team_id: str, channel_id: str, value: str) -> Reply:
         """An option button was pressed: the same command as typing it, in that channel."""
         picked = parse_pick(value)
+        caller = await self._caller(user_id, channel_id, team_id)
         if picked is None:
-            return Reply(self._service.phrases.stale_button, ok=False, settles=False)
+            phrases = await self._service.phrases_for(caller)
+            return Reply(phrases.stale_button, ok=False, settles=False)
         name, choice = picked
-        group = not is_dm_channel(channel_id)
-        caller = Caller(PLATFORM, user_id, channel_id, team_id, group)
         request = CommandRequest(name, caller, args=(choice,), text=choice)
         return await self._service.command(request)
+
+    async def control(
+        self, user_id: str, team_id: str, channel_id: str, action_id: str, value: str
+    ) -> Reply:
+        """A button under an answer was pressed: the core checks who, and whether it is new."""
+        caller = await self._caller(user_id, channel_id, team_id)
+        control = parse_control(action_id, value)
+        if control is None:
+            phrases = await self._service.phrases_for(caller)
+            return Reply(phrases.stale_button, ok=False, settles=False)
+        return await self._service.command(
+            CommandRequest(CommandName.CONTROL, caller, args=control)
+        )
 
     async def _turn(self, request: TurnRequest, target: ReplyTarget) -> None:
         """A turn a command started (retry), answered in the thread it belongs to."""

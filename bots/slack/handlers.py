@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -12,6 +13,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.response import BoltResponse
 
+from bots.slack.assistant import SlackAssistant
 from bots.slack.commands import (
     CONFIRM_NO,
     CONFIRM_YES,
@@ -19,15 +21,26 @@ from bots.slack.commands import (
     Invocation,
     SlashCommands,
 )
+from bots.slack.controls import CONTROL_ACTIONS
 from bots.slack.dedup import EventDeduplicator
-from bots.slack.inbound import Inbound, Route, from_mention, from_message
+from bots.slack.inbound import (
+    PLATFORM,
+    Inbound,
+    Route,
+    from_edit,
+    from_mention,
+    from_message,
+    is_dm_channel,
+    reply_target,
+)
+from bots.slack.locales import SlackLocales
 from bots.slack.memory import SlackMemory
 from bots.slack.render import markdown_to_mrkdwn
 from bots.slack.replies import ReplyFactory
 from bots.slack.settings import ThreadScope
 from bots.slack.sink import ReplyTarget
 from bots.tasks import BackgroundTasks
-from core.commands import Reply
+from core.commands import Caller, Reply, TurnRequest
 from core.conversation import IncomingMessage
 from core.errors import BotError, StoreError
 from core.service import ChatService
@@ -51,7 +64,9 @@ class SlackHandlers:
         tasks: BackgroundTasks,
         scope: ThreadScope,
         commands: SlashCommands,
+        locales: SlackLocales,
         dm_threads: bool = False,
+        assistant: SlackAssistant | None = None,
     ) -> None:
         self._service = service
         self._memory = memory
@@ -60,17 +75,22 @@ class SlackHandlers:
         self._tasks = tasks
         self._scope = scope
         self._commands = commands
+        self._locales = locales
         self._dm_threads = dm_threads
+        self._assistant = assistant
 
     def register(self, app: AsyncApp) -> None:
         """Wire every listener; unhandled event types would otherwise get 404 and be retried."""
         app.middleware(self.deduplicate)
+        if self._assistant is not None:  # before the listeners: it takes the pane's threads
+            self._assistant.register(app, self._accept)
         app.event("message")(self.on_message)
         app.event("app_mention")(self.on_mention)
         app.command("/parley")(self.on_command)
         app.action(CONFIRM_YES)(self.on_confirm)
         app.action(CONFIRM_NO)(self.on_cancel)
         app.action(PICK_ACTIONS)(self.on_pick)
+        app.action(CONTROL_ACTIONS)(self.on_control)
 
     # -- events ----------------------------------------------------------------------------
 
@@ -84,7 +104,16 @@ class SlackHandlers:
         return None
 
     async def on_message(self, event: dict[str, Any], context: AsyncBoltContext) -> None:
-        """DMs, and replies in threads Parley is part of."""
+        """DMs, and replies in threads Parley is part of; edits of what they asked."""
+        edit = from_edit(
+            event,
+            team=context.team_id or "",
+            bot_user_id=_bot(context),
+            dm_threads=self._dm_threads,
+        )
+        if edit is not None:
+            await self._accept_edit(*edit)
+            return
         inbound = from_message(
             event,
             team=context.team_id or "",
@@ -110,20 +139,54 @@ class SlackHandlers:
                 log.error("cannot tell whether Parley is in this thread (Redis: %s)", exc)
                 return
             log.error("cannot reach Redis for a Slack message: %s", exc)
-        target = inbound.target()
+        language = await self._locales.locale(inbound.user)
+        caller = Caller(PLATFORM, inbound.user, inbound.channel, inbound.team, language=language)
+        phrases = await self._service.phrases_for(caller)
+        target = replace(inbound.target(), status=phrases.status)
         if not inbound.text and inbound.has_files:
-            notice = self._service.phrases.text_only
-            self._tasks.spawn(self._note(target, notice), name="slack note")
+            self._tasks.spawn(self._note(target, phrases.text_only), name="slack note")
             return  # an empty text goes on: the core answers it with a hint
-        message = IncomingMessage(
+        message = self._incoming(inbound, language)
+        self._tasks.spawn(self._answer(message, target), name=f"slack answer {inbound.ts}")
+
+    async def _accept_edit(self, inbound: Inbound, version: str) -> None:
+        """An edited question: the core answers it anew only if it is the newest, once."""
+        try:
+            if inbound.route is Route.FOLLOW_UP and not await self._memory.is_part_of(
+                inbound.channel, inbound.thread_ts or ""
+            ):
+                return
+        except REDIS_FAILURES as exc:
+            log.error("cannot tell whether Parley is in this thread (Redis: %s)", exc)
+            return
+        language = await self._locales.locale(inbound.user)
+        caller = Caller(PLATFORM, inbound.user, inbound.channel, inbound.team, language=language)
+        phrases = await self._service.phrases_for(caller)
+        target = replace(inbound.target(), status=phrases.status)
+        message = self._incoming(inbound, language)
+        turn = TurnRequest.edited(message, version)
+        self._tasks.spawn(self._submit(turn, target), name=f"slack edit {inbound.ts}")
+
+    def _incoming(self, inbound: Inbound, language: str) -> IncomingMessage:
+        """The message as the core takes it."""
+        return IncomingMessage(
             key=inbound.key(self._scope),
             text=inbound.text,
             user_id=inbound.user,
             message_id=inbound.ts,
             workspace=inbound.team,
             group=not inbound.is_dm,
+            language=language,
         )
-        self._tasks.spawn(self._answer(message, target), name=f"slack answer {inbound.ts}")
+
+    async def _submit(self, turn: TurnRequest, target: ReplyTarget) -> None:
+        """A turn that is not a new message (an edit, a button): the same one admission."""
+        sink = self._replies.sink(target)
+        try:
+            result = await self._service.submit(turn, sink)
+        finally:
+            await sink.close()
+        log.info("slack %s %s: %s", turn.kind, turn.key, result.outcome)
 
     async def _claim(self, inbound: Inbound) -> bool:
         """Whether this replica answers: Parley's thread, first to claim it; remember the thread."""
@@ -171,7 +234,11 @@ class SlackHandlers:
             reply = await self._commands.run(call)
         except REDIS_FAILURES as exc:  # the adapter's own memory (which thread is the latest)
             log.error("/parley %s failed: %s", call.text, exc)
-            await ack(text=StoreError.user_message, response_type="ephemeral")
+            caller = Caller(
+                PLATFORM, call.user_id, language=await self._locales.locale(call.user_id)
+            )
+            t = self._service.commands.languages.platform_language(caller)
+            await ack(text=t.gettext(StoreError.user_message), response_type="ephemeral")
             return
         await ack(text=reply.text, blocks=reply.blocks, response_type="ephemeral")
 
@@ -206,6 +273,46 @@ class SlackHandlers:
             user_id, team_id, channel_id, str(actions[0].get("value", ""))
         )
         await self._respond(respond, reply)
+
+    async def on_control(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """Stop, Regenerate or Continue under an answer: acked at once; the core decides; a turn
+        it starts is written over the answer's own messages."""
+        await ack()
+        user_id = str((body.get("user") or {}).get("id", ""))
+        team_id = str((body.get("team") or {}).get("id", ""))
+        channel_id = str((body.get("channel") or {}).get("id", ""))
+        container = body.get("container") or {}
+        actions = body.get("actions") or [{}]
+        action = actions[0]
+        reply = await self._commands.control(
+            user_id,
+            team_id,
+            channel_id,
+            str(action.get("action_id", "")),
+            str(action.get("value", "")),
+        )
+        if not reply.ok:
+            await respond(
+                text=markdown_to_mrkdwn(reply.text),
+                replace_original=False,
+                response_type="ephemeral",
+            )
+            return
+        if reply.turn is None:
+            return
+        thread = container.get("thread_ts") or None
+        dm = is_dm_channel(channel_id)
+        target = reply_target(
+            team=team_id,
+            channel=channel_id,
+            user=user_id,
+            thread=str(thread) if thread else None,
+            dm=dm,
+            anchor=str(thread) if thread else None,
+        )
+        phrases = await self._service.phrases_for(reply.turn.caller)
+        target = replace(target, status=phrases.status)
+        self._tasks.spawn(self._submit(reply.turn, target), name=f"slack {reply.turn.kind}")
 
     @staticmethod
     async def _respond(respond: AsyncRespond, reply: Reply) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -43,6 +43,7 @@ class Inbound:
     text: str
     has_files: bool = False
     dm_threads: bool = False  # answer DMs in a thread too (native streams are thread replies)
+    assistant: bool = False  # a thread of Slack's assistant pane: a conversation of its own
 
     @property
     def is_dm(self) -> bool:
@@ -57,14 +58,16 @@ class Inbound:
         return self.thread_ts or self.ts
 
     def key(self, scope: ThreadScope) -> ConversationKey:
-        """The conversation this message continues."""
+        """The conversation this message continues; each assistant thread is its own."""
+        if self.assistant:
+            return ConversationKey(PLATFORM, self.channel, self.user, self.thread_ts or self.ts)
         return conversation_key(
             scope, channel=self.channel, user=self.user, thread=self.reply_thread, dm=self.is_dm
         )
 
     def target(self) -> ReplyTarget:
         """Where the reply is written; in DMs the assistant status follows the same thread."""
-        return reply_target(
+        target = reply_target(
             team=self.team,
             channel=self.channel,
             user=self.user,
@@ -72,13 +75,20 @@ class Inbound:
             dm=self.is_dm,
             anchor=self.ts,
         )
+        return replace(target, assistant=True) if self.assistant else target
 
 
 def conversation_key(
     scope: ThreadScope, *, channel: str, user: str, thread: str | None, dm: bool
 ) -> ConversationKey:
-    """History is per user per thread, or per thread when SLACK_THREAD_SCOPE=thread."""
-    shared = scope is ThreadScope.THREAD and not dm
+    """History is per user per thread, or per thread when SLACK_THREAD_SCOPE=thread.
+
+    A DM is one conversation: its top-level messages and the threads the answers go into
+    (native streams always answer in a thread) continue each other.
+    """
+    if dm:
+        return ConversationKey(PLATFORM, channel, user)
+    shared = scope is ThreadScope.THREAD
     return ConversationKey(PLATFORM, channel, "" if shared else user, thread or "")
 
 
@@ -153,6 +163,38 @@ def from_message(
     if f"<@{bot_user_id}>" in str(event.get("text") or ""):
         return None  # the app_mention event for the same message answers it
     return _build(event, Route.FOLLOW_UP, team, bot_user_id)
+
+
+def from_edit(
+    event: Mapping[str, Any], *, team: str, bot_user_id: str, dm_threads: bool = False
+) -> tuple[Inbound, str] | None:
+    """A `message_changed` event of a person's own message whose text changed, with the edit's
+    version (its edited.ts); unfurls and other changes that keep the text are not edits."""
+    if event.get("subtype") != "message_changed":
+        return None
+    message = event.get("message")
+    previous = event.get("previous_message") or {}
+    if not isinstance(message, Mapping) or not isinstance(message.get("edited"), Mapping):
+        return None
+    if message.get("text") == previous.get("text"):
+        return None
+    changed = {
+        **message,
+        "channel": event.get("channel"),
+        "channel_type": event.get("channel_type"),
+        "subtype": None,
+        "hidden": None,
+    }
+    version = str(message["edited"].get("ts") or "")
+    if not _from_person(changed, bot_user_id) or not changed.get("channel") or not version:
+        return None
+    if changed.get("channel_type") == "im":
+        return _build(changed, Route.DIRECT, team, bot_user_id, dm_threads), version
+    if f"<@{bot_user_id}>" in str(changed.get("text") or "") and not changed.get("thread_ts"):
+        return _build(changed, Route.MENTION, team, bot_user_id), version
+    if not changed.get("thread_ts"):
+        return None
+    return _build(changed, Route.FOLLOW_UP, team, bot_user_id), version
 
 
 def from_mention(event: Mapping[str, Any], *, team: str, bot_user_id: str) -> Inbound | None:

@@ -41,6 +41,27 @@ class SlackMemory:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
+    async def assistant_thread(self, channel: str, thread_ts: str, context: str) -> None:
+        """An assistant-pane thread (and the context it shows, JSON): Parley's assistant
+        handling answers in it, and the channel the person views is kept beside it."""
+        await self._redis.set(self._key("assistant", channel, thread_ts), context, ex=self._ttl)
+
+    async def is_assistant_thread(self, channel: str, thread_ts: str) -> bool:
+        """Whether this DM thread began in Slack's assistant pane."""
+        return bool(await self._redis.exists(self._key("assistant", channel, thread_ts)))
+
+    async def assistant_context(self, channel: str, thread_ts: str) -> str | None:
+        """The context last kept for an assistant thread (JSON), if any."""
+        value = await self._redis.get(self._key("assistant", channel, thread_ts))
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def first_question(self, channel: str, thread_ts: str) -> bool:
+        """True once per assistant thread: its first question names it."""
+        key = self._key("titled", channel, thread_ts)
+        return bool(await self._redis.set(key, 1, nx=True, ex=self._ttl))
+
     async def forget_user(self, platform: str, user: str) -> None:
         """/forget: drop which thread was this person's latest, in every channel."""
         if platform != "slack":

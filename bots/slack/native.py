@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack.controls import control_blocks
 from bots.slack.errors import SLACK_FAILURES, STREAM_OVER, error_code, translate
 from bots.slack.pacing import Budget, SlackPacer
 from bots.slack.render import render_stream_markdown
 from bots.slack.sink import ReplyTarget, SlackSink
 from core.errors import PlatformError, RateLimited
-from core.sink import Content, MessageRef, Pacer, SinkLimits
+from core.sink import NO_CONTROLS, Content, Controls, MessageRef, Pacer, SinkLimits
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class _Stream:
 
     shown: str
     content: Content
+    controls: Controls = NO_CONTROLS
 
 
 class NativeStreamSink:
@@ -67,8 +69,13 @@ class NativeStreamSink:
         """The channel budget and the stream (or, after a fallback, the update) budget."""
         return self._pacer
 
-    async def send(self, content: Content, *, final: bool = False) -> MessageRef:
-        """Start a stream in the thread; if Slack refuses one, post a normal message instead."""
+    async def send(
+        self, content: Content, *, final: bool = False, controls: Controls = NO_CONTROLS
+    ) -> MessageRef:
+        """Start a stream in the thread; if Slack refuses one, post a normal message instead.
+
+        A stream carries no buttons while it grows; the final ones come with chat.stopStream.
+        """
         markdown = _settled(render_stream_markdown(content), final=final)
         try:
             response = await self._client.chat_startStream(
@@ -85,28 +92,36 @@ class NativeStreamSink:
                 raise error from exc
             log.info("native stream unavailable (%s); posting instead", error)
             self._use_update_budget()
-            return await self._fallback.send(content, final=final)
+            return await self._fallback.send(content, final=final, controls=controls)
         ts = str(response["ts"])
-        self._streams[ts] = _Stream(shown=markdown, content=content)
+        self._streams[ts] = _Stream(shown=markdown, content=content, controls=controls)
         if final:
-            await self._stop(ts)
+            await self._stop(ts, controls)
         return ts
 
-    async def edit(self, ref: MessageRef, content: Content, *, final: bool = False) -> None:
+    async def edit(
+        self,
+        ref: MessageRef,
+        content: Content,
+        *,
+        final: bool = False,
+        controls: Controls = NO_CONTROLS,
+    ) -> None:
         """Append what is new (the final part with stopStream); anything else uses chat.update."""
         stream = self._streams.get(ref)
         if stream is None:
-            await self._fallback.edit(ref, content, final=final)
+            await self._fallback.edit(ref, content, final=final, controls=controls)
             return
         stream.content = content
+        stream.controls = controls
         markdown = render_stream_markdown(content)
         if not markdown.startswith(stream.shown):
-            await self._leave_stream(ref, content, final=final, stop=True)
+            await self._leave_stream(ref, content, final=final, stop=True, controls=controls)
             return
         markdown = _settled(markdown, final=final)
         delta = markdown[len(stream.shown) :]
         if len(delta) > _STREAM_TEXT_LIMIT:
-            await self._leave_stream(ref, content, final=final, stop=True)
+            await self._leave_stream(ref, content, final=final, stop=True, controls=controls)
             return
         if not delta and not final:
             return
@@ -114,7 +129,10 @@ class NativeStreamSink:
         try:
             if final:
                 await self._client.chat_stopStream(
-                    channel=self._target.channel, ts=ref, markdown_text=delta or None
+                    channel=self._target.channel,
+                    ts=ref,
+                    markdown_text=delta or None,
+                    blocks=control_blocks(controls) or None,
                 )
             else:
                 await self._client.chat_appendStream(
@@ -122,7 +140,7 @@ class NativeStreamSink:
                 )
         except SLACK_FAILURES as exc:
             if _stream_over(exc):
-                await self._leave_stream(ref, content, final=final, stop=False)
+                await self._leave_stream(ref, content, final=final, stop=False, controls=controls)
                 return
             raise self._failed(exc, method) from exc
         stream.shown = markdown
@@ -142,7 +160,7 @@ class NativeStreamSink:
                     break
                 try:
                     await self._pacer.acquire()
-                    await self.edit(ref, stream.content, final=True)
+                    await self.edit(ref, stream.content, final=True, controls=stream.controls)
                     break
                 except RateLimited as exc:
                     self._pacer.penalize(exc.retry_after)
@@ -155,18 +173,26 @@ class NativeStreamSink:
         """The assistant status is the only progress a stream shows before its first text."""
         await self._fallback.typing()
 
-    async def _stop(self, ref: MessageRef) -> None:
+    async def _stop(self, ref: MessageRef, controls: Controls = NO_CONTROLS) -> None:
         """Finish the stream; Slack keeps the text appended so far."""
         self._streams.pop(ref, None)
         try:
-            await self._client.chat_stopStream(channel=self._target.channel, ts=ref)
+            await self._client.chat_stopStream(
+                channel=self._target.channel, ts=ref, blocks=control_blocks(controls) or None
+            )
         except SLACK_FAILURES as exc:
             if _stream_over(exc):
                 return  # already over: what it shows stays
             raise self._failed(exc, "chat.stopStream") from exc
 
     async def _leave_stream(
-        self, ref: MessageRef, content: Content, *, final: bool, stop: bool
+        self,
+        ref: MessageRef,
+        content: Content,
+        *,
+        final: bool,
+        stop: bool,
+        controls: Controls = NO_CONTROLS,
     ) -> None:
         """This message continues with chat.update (the stream expired or the text diverged)."""
         log.info("native stream %s continues with chat.update", ref)
@@ -175,7 +201,7 @@ class NativeStreamSink:
         self._streams.pop(ref, None)
         self._use_update_budget()
         self._fallback.forget(ref)
-        await self._fallback.edit(ref, content, final=final)
+        await self._fallback.edit(ref, content, final=final, controls=controls)
 
     def _use_update_budget(self) -> None:
         """chat.update spends the Tier 3 workspace budget, not the stream one."""

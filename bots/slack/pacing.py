@@ -1,4 +1,8 @@
-"""Slack's write budgets: per workspace (chat.update, streams) and per channel (posts), in Redis."""
+"""Slack's write budgets: per workspace (chat.update, streams) and per channel (posts), in Redis.
+
+Every budget of one workspace shares a hash tag, so a write takes its channel's and its
+workspace's budgets in one script: one Redis round trip per write.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from core.pacing import RedisPacer
+from core.pacing import RedisBudgetPacer, SharedSlot
 from core.sink import Pacer
 from core.store.client import RedisClient
 from core.store.keys import KeySpace
+
+_GROUP = "slpace"  # the hash tag's group: every budget of one workspace on one cluster slot
 
 
 class Budget(StrEnum):
@@ -32,6 +38,7 @@ class SlackPacer:
         self._channel = channel
         self._workspace = workspace
         self._blamed: Pacer = workspace
+        self._both: Pacer | None = None  # both budgets in one round trip, when both are in Redis
 
     @property
     def workspace(self) -> Pacer:
@@ -42,15 +49,30 @@ class SlackPacer:
         """Switch budgets, e.g. when a native stream falls back to chat.update."""
         self._workspace = workspace
         self._blamed = workspace
+        self._both = None
 
     def blame(self, budget: Budget) -> None:
         """Record which budget the next penalize() belongs to (set by the sink on a 429)."""
         self._blamed = self._channel if budget is Budget.CHANNEL else self._workspace
 
     async def acquire(self) -> None:
-        """Wait for the channel, then for the workspace."""
+        """Wait for the channel, then for the workspace (one round trip when both are shared)."""
+        both = self._both or self._combined()
+        if both is not None:
+            await both.acquire()
+            return
         await self._channel.acquire()
         await self._workspace.acquire()
+
+    def _combined(self) -> Pacer | None:
+        """One pacer taking the channel's spacing and the workspace's slot in one script."""
+        channel, workspace = self._channel, self._workspace
+        if not (isinstance(channel, SharedSlot) and isinstance(workspace, SharedSlot)):
+            return None
+        self._both = RedisBudgetPacer(
+            channel.redis, [channel.spacing], queue=workspace.spacing, clock=channel.clock
+        )
+        return self._both
 
     def penalize(self, retry_after: float) -> None:
         """Slack answered 429: hold back the budget it was about, for every replica."""
@@ -81,19 +103,19 @@ class Budgets:
 
     @classmethod
     def on_redis(cls, redis: RedisClient, rates: BudgetRates, keys: KeySpace) -> Budgets:
-        """The production budgets: RedisPacer on the shared Redis."""
-        return cls(lambda key, interval: RedisPacer(redis, key, interval), rates, keys)
+        """The production budgets, in the Redis every replica shares."""
+        return cls(lambda key, interval: SharedSlot(redis, key, interval), rates, keys)
 
     def workspace(self, team: str, budget: Budget) -> Pacer:
         """The workspace-wide budget for one method family."""
         interval = (
             self._rates.update_interval if budget is Budget.UPDATE else self._rates.stream_interval
         )
-        return self._make(self._keys.named("slack", "pace", team, budget.value), interval)
+        return self._make(self._keys.budget(_GROUP, team, budget.value), interval)
 
     def channel(self, team: str, channel: str) -> Pacer:
         """The per-channel post budget."""
-        key = self._keys.named("slack", "pace", team, "channel", channel)
+        key = self._keys.budget(_GROUP, team, "channel", channel)
         return self._make(key, self._rates.channel_interval)
 
     def for_reply(self, team: str, channel: str, budget: Budget) -> SlackPacer:

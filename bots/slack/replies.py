@@ -45,7 +45,8 @@ class ReplyFactory:
         self._limits = limits
 
     def sink(self, target: ReplyTarget) -> SlackSink | NativeStreamSink:
-        """A sink writing one reply to `target`."""
+        """A sink writing one reply to `target`; in the assistant pane no placeholder message."""
+        limits = replace(self._limits, status_line=False) if target.assistant else self._limits
         if self._mode is StreamMode.NATIVE:
             if target.thread_ts is None:  # streams are always thread replies (Slack's rule)
                 target = replace(target, thread_ts=target.status_thread)
@@ -54,11 +55,11 @@ class ReplyFactory:
                 self._client,
                 target,
                 pacer=pacer,
-                limits=self._limits,
+                limits=limits,
                 update_budget=self._budgets.workspace(target.team, Budget.UPDATE),
             )
         pacer = self._budgets.for_reply(target.team, target.channel, Budget.UPDATE)
-        return SlackSink(self._client, target, pacer=pacer, limits=self._limits)
+        return SlackSink(self._client, target, pacer=pacer, limits=limits)
 
     async def note(self, target: ReplyTarget, text: str) -> None:
         """A short note from Parley as its own message (always a plain post)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Self
 
@@ -21,6 +22,35 @@ class StreamMode(StrEnum):
 
     UPDATE = "update"  # chat.postMessage, then chat.update
     NATIVE = "native"  # chat.startStream / appendStream / stopStream, chat.update as fallback
+
+
+MAX_PROMPTS = 4  # Slack shows at most four suggested prompts
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestedPrompt:
+    """One prompt offered in the assistant pane: its button title and the message it sends."""
+
+    title: str
+    message: str
+
+
+def parse_prompts(value: str) -> tuple[SuggestedPrompt, ...]:
+    """`title=message|plain prompt|…` → prompts; a plain prompt is its own title."""
+    prompts = []
+    for item in value.split("|"):
+        title, sep, message = item.partition("=")
+        title, message = title.strip(), message.strip()
+        if not sep:
+            message = title
+        if not title or not message:
+            if item.strip():
+                raise ValueError(f"{item!r} is not a prompt (write title=message or a prompt)")
+            continue
+        prompts.append(SuggestedPrompt(title, message))
+    if len(prompts) > MAX_PROMPTS:
+        raise ValueError(f"Slack shows at most {MAX_PROMPTS} suggested prompts")
+    return tuple(prompts)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -54,12 +84,21 @@ class SlackSettings(BaseSettings):
     # Escaping (& → &amp;) can grow a text 5×, and Slack truncates past 40,000 characters.
     slack_message_chars: int = Field(3900, ge=200, le=8000)
     slack_api_timeout: float = Field(10.0, gt=0)
+    # The assistant pane's suggested prompts ("" : Parley's own, in each person's language).
+    slack_assistant_prompts: str = ""
 
     @field_validator("slack_app_token", "slack_signing_secret", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """An empty variable in `.env` means 'not set'."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("slack_assistant_prompts")
+    @classmethod
+    def _valid_prompts(cls, value: str) -> str:
+        """Fail at start, not when someone opens the assistant pane."""
+        parse_prompts(value)
+        return value
 
     @field_validator("slack_http_listen")
     @classmethod
@@ -88,6 +127,11 @@ class SlackSettings(BaseSettings):
     def socket_mode(self) -> bool:
         """Socket Mode whenever an app-level token is configured."""
         return self.slack_app_token is not None
+
+    @property
+    def assistant_prompts(self) -> tuple[SuggestedPrompt, ...]:
+        """The configured suggested prompts (none: Parley's own)."""
+        return parse_prompts(self.slack_assistant_prompts)
 
     @property
     def listen(self) -> tuple[str, int]:

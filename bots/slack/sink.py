@@ -9,13 +9,16 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack.controls import control_attachments
 from bots.slack.errors import SLACK_FAILURES, translate
 from bots.slack.pacing import Budget, SlackPacer
 from bots.slack.render import Rendered, render
 from core.errors import MessageRejected, RateLimited
-from core.sink import Content, MessageRef, SinkLimits
+from core.phrases import Phrases
+from core.sink import NO_CONTROLS, Content, Controls, MessageRef, SinkLimits
 
 log = logging.getLogger(__name__)
+_PHRASES = Phrases()
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,8 @@ class ReplyTarget:
     thread_ts: str | None
     user: str  # the person being answered (native streams in channels need it)
     status_thread: str | None = None  # DMs: the thread whose assistant status shows progress
+    status: str = _PHRASES.status  # that status, in the person's language
+    assistant: bool = False  # an assistant-pane thread: its status shows progress, no placeholder
 
 
 class SlackSink:
@@ -49,7 +54,7 @@ class SlackSink:
         self._target = target
         self._pacer = pacer
         self._limits = limits
-        self._shown: dict[MessageRef, str] = {}
+        self._shown: dict[MessageRef, tuple[str, Controls]] = {}
         self._status = AssistantStatus(client, target)
 
     @property
@@ -62,30 +67,46 @@ class SlackSink:
         """The channel and workspace budgets this reply shares."""
         return self._pacer
 
-    async def send(self, content: Content, *, final: bool = False) -> MessageRef:
-        """Post a new message in the reply's thread."""
+    async def send(
+        self, content: Content, *, final: bool = False, controls: Controls = NO_CONTROLS
+    ) -> MessageRef:
+        """Post a new message in the reply's thread, its buttons (if any) under the text."""
         rendered = render(content)
-        response = await self._deliver("chat.postMessage", Budget.CHANNEL, rendered, self._post)
+        attachments = control_attachments(controls)
+
+        async def post(text: str, mrkdwn: bool) -> dict[str, Any]:
+            """The message, formatted or plain."""
+            return await self._post(text, mrkdwn, attachments)
+
+        response = await self._deliver("chat.postMessage", Budget.CHANNEL, rendered, post)
         ts = str(response["ts"])
-        self._shown[ts] = rendered.text
+        self._shown[ts] = (rendered.text, controls)
         return ts
 
-    async def edit(self, ref: MessageRef, content: Content, *, final: bool = False) -> None:
-        """Replace a message's text; the same text again costs no API call."""
+    async def edit(
+        self,
+        ref: MessageRef,
+        content: Content,
+        *,
+        final: bool = False,
+        controls: Controls = NO_CONTROLS,
+    ) -> None:
+        """Replace a message's text and buttons; the same again costs no API call."""
         rendered = render(content)
-        if self._shown.get(ref) == rendered.text:
+        if self._shown.get(ref) == (rendered.text, controls):
             return
+        attachments = control_attachments(controls)  # [] removes the buttons shown before
 
         async def update(text: str, mrkdwn: bool) -> dict[str, Any]:
             """This message, formatted or plain."""
-            return await self._update(ref, text, mrkdwn)
+            return await self._update(ref, text, mrkdwn, attachments)
 
         await self._deliver("chat.update", Budget.UPDATE, rendered, update)
-        self._shown[ref] = rendered.text
+        self._shown[ref] = (rendered.text, controls)
 
     async def typing(self) -> None:
         """Show the assistant status ("is thinking…") in DMs."""
-        await self._status.show("is thinking…")
+        await self._status.show(self._target.status)
 
     async def close(self) -> None:
         """The turn is over: clear the status (Slack clears it on a new post, not on an edit)."""
@@ -95,22 +116,28 @@ class SlackSink:
         """Stop tracking a message (another sink took it over)."""
         self._shown.pop(ref, None)
 
-    async def _post(self, text: str, mrkdwn: bool) -> dict[str, Any]:
+    async def _post(
+        self, text: str, mrkdwn: bool, attachments: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         """chat.postMessage in the thread, without link unfurls (they flicker while editing)."""
         response = await self._client.chat_postMessage(
             channel=self._target.channel,
             thread_ts=self._target.thread_ts,
             text=text,
             mrkdwn=mrkdwn,
+            attachments=attachments or None,
             unfurl_links=False,
             unfurl_media=False,
         )
         return dict(response.data) if isinstance(response.data, dict) else {}
 
-    async def _update(self, ts: str, text: str, mrkdwn: bool) -> dict[str, Any]:
-        """chat.update of one of our messages."""
+    async def _update(
+        self, ts: str, text: str, mrkdwn: bool, attachments: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """chat.update of one of our messages; its attachments are always given, so an empty
+        list takes the buttons away (Slack keeps them when the field is left out)."""
         response = await self._client.chat_update(
-            channel=self._target.channel, ts=ts, text=text, mrkdwn=mrkdwn
+            channel=self._target.channel, ts=ts, text=text, mrkdwn=mrkdwn, attachments=attachments
         )
         return dict(response.data) if isinstance(response.data, dict) else {}
 

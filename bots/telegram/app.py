@@ -24,13 +24,14 @@ from telegram.error import (
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
 from bots.runtime import Runtime, redact_url
-from bots.telegram.commands import ADMIN_MENU, PUBLIC_MENU
+from bots.telegram.commands import menu, menu_languages
 from bots.telegram.dedup import UpdateDeduplicator
 from bots.telegram.errors import retry_after_seconds
 from bots.telegram.handlers import TelegramHandlers
 from bots.telegram.inbound import PLATFORM, Me
 from bots.telegram.ordering import PerChatOrder
 from bots.telegram.pacing import Pacers
+from bots.telegram.request import AiohttpRequest
 from bots.telegram.roles import TelegramChatRoles
 from bots.telegram.settings import TelegramSettings
 from bots.telegram.webhook import WebhookServer
@@ -47,7 +48,13 @@ log = logging.getLogger(__name__)
 SETTINGS = TelegramSettings
 PHRASES = phrases_for(TELEGRAM)
 
-ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+ALLOWED_UPDATES = [
+    Update.MESSAGE,
+    Update.EDITED_MESSAGE,
+    Update.CALLBACK_QUERY,
+    Update.INLINE_QUERY,  # `@bot question` (BotFather: /setinline)
+    Update.CHOSEN_INLINE_RESULT,  # the result sent (BotFather: /setinlinefeedback)
+]
 
 
 def secret_values(settings: TelegramSettings) -> list[str]:
@@ -70,12 +77,20 @@ def build_application(settings: TelegramSettings) -> Application[Any, Any, Any, 
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
         .concurrent_updates(PerChatOrder())
-        .connection_pool_size(512)
-        .connect_timeout(timeout)
-        .read_timeout(timeout)
-        .write_timeout(timeout)
-        .pool_timeout(timeout)
-        .get_updates_read_timeout(settings.telegram_poll_timeout + timeout)
+        .request(
+            AiohttpRequest(
+                connection_pool_size=512,
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                write_timeout=timeout,
+                pool_timeout=timeout,
+            )
+        )
+        .get_updates_request(
+            AiohttpRequest(
+                connection_pool_size=1, read_timeout=settings.telegram_poll_timeout + timeout
+            )
+        )
         .job_queue(None)
     )
     if settings.telegram_webhook_url:
@@ -203,18 +218,27 @@ class TelegramBot:
             await self.application.update_queue.put(update)
 
     async def _register_commands(self) -> None:
-        """The command menu for everyone, and the admin menu in each admin's private chat."""
+        """The command menu for everyone, and the admin menu in each admin's private chat, in
+        every language Parley speaks (Telegram picks by the user's app language)."""
         bot = self.application.bot
-        await self._retrying(partial(bot.set_my_commands, PUBLIC_MENU), "setMyCommands")
+        default = self.runtime.service.commands.languages.default
+        for code, t in menu_languages(default):
+            public = menu(admin=False, t=t)
+            await self._retrying(
+                partial(bot.set_my_commands, public, language_code=code), "setMyCommands"
+            )
         for admin in sorted(self.runtime.settings.admin_ids):
             platform, _, user = admin.partition(":")
             if platform != PLATFORM or not user.lstrip("-").isdigit():
                 continue
             scope = BotCommandScopeChat(int(user))
             try:
-                await self._retrying(
-                    partial(bot.set_my_commands, ADMIN_MENU, scope=scope), "setMyCommands"
-                )
+                for code, t in menu_languages(default):
+                    admin_menu = menu(admin=True, t=t)
+                    await self._retrying(
+                        partial(bot.set_my_commands, admin_menu, scope=scope, language_code=code),
+                        "setMyCommands",
+                    )
             except (BadRequest, Forbidden) as exc:  # the admin never opened the bot: no chat yet
                 log.info("no admin command menu for %s: %s", user, exc)
 

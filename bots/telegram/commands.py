@@ -5,6 +5,7 @@ from __future__ import annotations
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
 
 from core.commands import Choice, CommandName, Question
+from core.i18n import ENGLISH, LANGUAGES, Translator, translator
 from core.surfaces import TELEGRAM
 
 _CONFIRM = "cf"  # callback data: cf|<question id>|y or n (Telegram allows 64 bytes)
@@ -12,12 +13,21 @@ _PICK = "pk"  # callback data: pk|<command>|<argument>, e.g. pk|persona|tutor
 _CALLBACK_BYTES = 64
 
 
-def menu(*, admin: bool) -> tuple[BotCommand, ...]:
-    """The command menu (setMyCommands) from the core's catalogue."""
+def menu(*, admin: bool, t: Translator = ENGLISH) -> tuple[BotCommand, ...]:
+    """The command menu (setMyCommands) from the core's catalogue, in ``t``'s language."""
     return tuple(
-        BotCommand(TELEGRAM.bare(spec.name).removeprefix("/"), spec.summary)
+        BotCommand(TELEGRAM.bare(spec.name).removeprefix("/"), t.gettext(spec.summary))
         for spec in TELEGRAM.specs(admin=admin)
     )
+
+
+def menu_languages(default: str) -> list[tuple[str | None, Translator]]:
+    """Each language's menu and the ``language_code`` it is registered for: the default
+    language's for everyone (None), each other one for users whose app speaks it ("zh")."""
+    return [
+        (None if language == default else language.split("_", 1)[0].lower(), translator(language))
+        for language in sorted(LANGUAGES, key=lambda language: language != default)
+    ]
 
 
 PUBLIC_MENU = menu(admin=False)

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from telegram import Bot, CallbackQuery, LinkPreviewOptions, ReplyParameters, Update
+from telegram import Bot, CallbackQuery, LinkPreviewOptions, Message, ReplyParameters, Update
+from telegram.constants import ChatType
 from telegram.error import TelegramError
 
 from bots.tasks import BackgroundTasks
@@ -19,13 +20,15 @@ from bots.telegram.commands import (
     parse_command,
     parse_pick,
 )
+from bots.telegram.controls import parse_control
 from bots.telegram.dedup import UpdateDeduplicator
 from bots.telegram.errors import translate
 from bots.telegram.inbound import PLATFORM, Action, Me, Routed, conversation_key, route
+from bots.telegram.inline_answers import InlineAnswers
 from bots.telegram.pacing import Pacers
 from bots.telegram.settings import StreamMode, TelegramSettings
 from bots.telegram.sink import DraftSink, EditSink, ReplyTarget, payloads, telegram_limits
-from core.commands import Caller, CommandName, CommandRequest, Reply
+from core.commands import Caller, CommandName, CommandRequest, Reply, TurnRequest
 from core.notes import say
 from core.service import ChatService
 from core.sink import MessageSink, Segment, SegmentKind
@@ -54,6 +57,7 @@ class TelegramHandlers:
         self._dedup = dedup
         self._replies = BackgroundTasks()
         self._handling = 0
+        self._inline = InlineAnswers(bot=bot, service=service, pacers=pacers, private=self.sink)
 
     # -- entry point ---------------------------------------------------------------------------
 
@@ -95,13 +99,27 @@ class TelegramHandlers:
             assert update.callback_query is not None
             await self._on_button(update.callback_query, routed)
             return
+        if routed.action is Action.INLINE_QUERY:
+            assert update.inline_query is not None
+            await self._inline.offer(update.inline_query, self._caller(routed))
+            return
+        if routed.action is Action.INLINE_CHOSEN:
+            assert update.chosen_inline_result is not None
+            work = self._inline.answer(update.chosen_inline_result, self._caller(routed))
+            self._spawn(work, routed)
+            return
         target = routed.target
         assert target is not None
         if routed.action is Action.UNSUPPORTED:
-            await self._say(target, self._service.phrases.text_only)
+            phrases = await self._service.phrases_for(self._caller(routed))
+            await self._say(target, phrases.text_only)
         elif routed.action is Action.CHAT:
             assert routed.message is not None
             self._spawn(self._service.handle(routed.message, self.sink(target)), routed)
+        elif routed.action is Action.EDIT:  # the core decides whether it re-asks the question
+            assert routed.message is not None
+            turn = TurnRequest.edited(routed.message, routed.version)
+            self._spawn(self._service.submit(turn, self.sink(target)), routed)
         elif routed.action is Action.COMMAND:
             await self._command(routed, target)
 
@@ -130,13 +148,22 @@ class TelegramHandlers:
 
     def _caller(self, routed: Routed) -> Caller:
         """Who sent the command: Telegram's own sender id, and the chat it came from."""
-        return Caller(PLATFORM, routed.user_id, str(routed.chat_id), group=routed.group)
+        return Caller(
+            PLATFORM,
+            routed.user_id,
+            str(routed.chat_id),
+            group=routed.group,
+            language=routed.language,
+        )
 
     async def _command(self, routed: Routed, target: ReplyTarget) -> None:
         """Parse, let the core decide, draw the reply (or stream the turn it starts)."""
         name = parse_command(routed.command)
         if name is None:
-            await self._show(target, self._service.commands.unknown(PLATFORM, f"/{routed.command}"))
+            unknown = await self._service.commands.unknown(
+                self._caller(routed), f"/{routed.command}"
+            )
+            await self._show(target, unknown)
             return
         request = CommandRequest(
             name,
@@ -179,8 +206,33 @@ class TelegramHandlers:
         except TelegramError as exc:
             log.warning("could not reply in chat %d: %s", target.chat_id, translate(exc))
 
+    async def _on_control(
+        self, query: CallbackQuery, routed: Routed, control: tuple[str, str]
+    ) -> None:
+        """Stop, Regenerate or Continue under an answer: answered at once; a turn it starts
+        streams over the answer's own messages."""
+        request = CommandRequest(CommandName.CONTROL, self._caller(routed), args=control)
+        reply = await self._service.command(request)
+        with contextlib.suppress(TelegramError):
+            if reply.ok:
+                await query.answer()
+            else:
+                await query.answer(reply.text[:200], show_alert=True)
+        message = query.message
+        if reply.turn is None or not isinstance(message, Message):
+            return
+        topic = message.message_thread_id if message.is_topic_message else None
+        target = ReplyTarget(
+            message.chat.id, message.chat.type == ChatType.PRIVATE, thread_id=topic
+        )
+        self._spawn(self._service.submit(reply.turn, self.sink(target)), routed)
+
     async def _on_button(self, query: CallbackQuery, routed: Routed) -> None:
         """A yes/no or option button: the core decides; a settled one replaces the prompt."""
+        control = parse_control(routed.data)
+        if control is not None:
+            await self._on_control(query, routed, control)
+            return
         answer = parse_answer(routed.data)
         pick = parse_pick(routed.data)
         if answer is not None:
@@ -189,8 +241,9 @@ class TelegramHandlers:
             name, argument = pick
             request = CommandRequest(name, self._caller(routed), args=(argument,), text=argument)
         else:
+            phrases = await self._service.phrases_for(self._caller(routed))
             with contextlib.suppress(TelegramError):
-                await query.answer(self._service.phrases.stale_button, show_alert=True)
+                await query.answer(phrases.stale_button, show_alert=True)
             return
         reply = await self._service.command(request)
         text, entities = payloads((Segment(SegmentKind.ANSWER, reply.text),))[0]

@@ -1,12 +1,14 @@
 """Telegram update → what Parley should do with it: a pure function, so every rule is testable.
 
 Private chats: every text message (captions count). Groups: only when the bot is mentioned,
-replied to, or sent a command addressed to it. Other bots, edits and service messages are
+replied to, or sent a command addressed to it. An edited text is handed on as an edit (the
+core decides whether it re-asks the newest question). Other bots and service messages are
 ignored. Forum topics are separate conversations and replies go back into the topic.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -30,6 +32,9 @@ class Action(StrEnum):
     COMMAND = "command"
     UNSUPPORTED = "unsupported"  # media the bot cannot read, sent to it
     CALLBACK = "callback"  # an inline button was pressed
+    EDIT = "edit"  # the person edited a text they had sent
+    INLINE_QUERY = "inline_query"  # `@bot question` being typed in some chat
+    INLINE_CHOSEN = "inline_chosen"  # the person sent the "Ask Parley" result
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,8 @@ class Routed:
     user_id: str = ""
     chat_id: int = 0
     group: bool = False  # a group or supergroup, not the private chat with the bot
+    language: str = ""  # the sender's Telegram language_code ("zh-hans", "en", …)
+    version: str = ""  # an edit: when it was made (Telegram's edit_date), one per version
 
 
 def ignore(reason: str) -> Routed:
@@ -74,10 +81,15 @@ def route(update: Update, me: Me, *, scope: GroupScope) -> Routed:
             user_id=str(query.from_user.id),
             chat_id=chat_id,
             group=group,
+            language=query.from_user.language_code or "",
         )
-    message = update.message
+    inline = _inline(update)
+    if inline is not None:
+        return inline
+    edited = update.edited_message
+    message = update.message or edited
     if message is None:
-        return ignore("not a new message (edit, channel post, membership…)")
+        return ignore("not a message (channel post, membership…)")
     user = message.from_user
     if user is None or user.is_bot:
         return ignore("sent by a bot or on behalf of a channel")
@@ -91,9 +103,16 @@ def route(update: Update, me: Me, *, scope: GroupScope) -> Routed:
     )
     text = message.text if message.text is not None else message.caption
     base = Routed(
-        Action.IGNORE, target=target, user_id=str(user.id), chat_id=chat.id, group=not private
+        Action.IGNORE,
+        target=target,
+        user_id=str(user.id),
+        chat_id=chat.id,
+        group=not private,
+        language=user.language_code or "",
     )
 
+    if edited is not None:
+        return _edit(message, me, base, text, scope)
     if text is not None and text.startswith("/"):
         command, addressee, args = _command(message, text)
         if command:
@@ -113,21 +132,73 @@ def route(update: Update, me: Me, *, scope: GroupScope) -> Routed:
     if not addressed:
         return ignore("a group message not addressed to the bot")
 
+    return replace(base, action=Action.CHAT, message=_incoming(message, me, base, text, scope))
+
+
+def _inline(update: Update) -> Routed | None:
+    """An inline query, or the inline message a person sent from its result; None: neither."""
+    if update.inline_query is not None:
+        sender = update.inline_query.from_user
+        action, data = Action.INLINE_QUERY, update.inline_query.query
+    elif update.chosen_inline_result is not None:
+        chosen = update.chosen_inline_result
+        if chosen.inline_message_id is None:
+            return ignore("a chosen inline result without an inline message to edit")
+        sender, action, data = chosen.from_user, Action.INLINE_CHOSEN, chosen.query
+    else:
+        return None
+    if sender.is_bot:
+        return ignore("an inline query from a bot")
+    return Routed(
+        action,
+        data=data,
+        user_id=str(sender.id),
+        chat_id=sender.id,
+        language=sender.language_code or "",
+    )
+
+
+def _incoming(
+    message: Message, me: Me, base: Routed, text: str, scope: GroupScope
+) -> IncomingMessage:
+    """The message as the core takes it: its conversation and its text without @bot."""
+    target = base.target
+    assert target is not None
+    assert message.from_user is not None
+    private = target.private
     key = ConversationKey(
         PLATFORM,
-        str(chat.id),
-        SHARED_USER if not private and scope is GroupScope.CHAT else str(user.id),
-        str(thread) if thread is not None else "",
+        str(target.chat_id),
+        SHARED_USER if not private and scope is GroupScope.CHAT else base.user_id,
+        str(target.thread_id) if target.thread_id is not None else "",
     )
-    incoming = IncomingMessage(
+    return IncomingMessage(
         key=key,
         text=text if private else _without_mentions(message, me),
-        user_id=str(user.id),
-        display_name=user.full_name,
+        user_id=base.user_id,
+        display_name=message.from_user.full_name,
         message_id=str(message.message_id),
         group=not private,
+        language=base.language,
     )
-    return replace(base, action=Action.CHAT, message=incoming)
+
+
+def _edit(message: Message, me: Me, base: Routed, text: str | None, scope: GroupScope) -> Routed:
+    """An edited text: handed on (the core re-asks it only if it is the newest question)."""
+    if text is None or text.startswith("/"):
+        return ignore("an edited command or media")
+    target = base.target
+    assert target is not None
+    if not (target.private or _replies_to_me(message, me) or _mentions_me(message, me)):
+        return ignore("an edited group message not addressed to the bot")
+    stamp = message.edit_date.timestamp() if message.edit_date is not None else 0.0
+    digest = hashlib.blake2s(text.encode(), digest_size=6).hexdigest()  # two edits in a second
+    return replace(
+        base,
+        action=Action.EDIT,
+        message=_incoming(message, me, base, text, scope),
+        version=f"{stamp:.0f}:{digest}",
+    )
 
 
 def conversation_key(routed: Routed, *, scope: GroupScope) -> ConversationKey:

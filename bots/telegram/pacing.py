@@ -1,16 +1,16 @@
 """Telegram's flood limits as shared budgets: per chat (all its topics and replies), per bot.
 
-Every replica reserves slots on the same Redis keys, so two replicas answering in one group
+Every replica takes its writes from the same Redis keys, so two replicas answering in one group
 still write at most once per slot. A 20-per-minute group budget without bursts is one write per
-3 s; a single slot at the larger of the chat and group intervals enforces both rules with one
-Redis round trip per write.
+3 s; one spacing at the larger of the chat and group intervals enforces both rules. A write takes
+the chat's spacing, the bot's queue slot and room in the bot's window in one script: one Redis
+round trip per write while the bot is under its 30 per second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from core.pacing import RedisPacer, RedisWindowPacer
+from core.clock import Clock
+from core.pacing import RedisBudgetPacer, Spacing, Window
 from core.sink import Pacer
 from core.store.client import RedisClient
 from core.store.keys import KeySpace
@@ -19,60 +19,35 @@ from core.store.keys import KeySpace
 # the HTTP stack and the network, and arrives a varying moment later; Telegram's own window
 # counts arrivals. Costs about 9 % of the bot-wide rate at 30/s.
 BOT_WINDOW_MARGIN = 0.1
-
-PacerFactory = Callable[[str, float], Pacer]
-WindowFactory = Callable[[str, int, float], Pacer]  # key, writes, per seconds
-
-
-class ChatPacer:
-    """The bot-wide budget, then the chat's; a 429 holds back only the chat it was about.
-
-    The bot's slot queues the writers, the chat's slot spaces the chat's writes, and the
-    bot-wide window, taken last, right before the request leaves, counts what was really sent:
-    slots that fell due during a stall would otherwise all fire at once.
-    """
-
-    def __init__(
-        self, chat: Pacer, bot: Pacer | None = None, bot_window: Pacer | None = None
-    ) -> None:
-        self._chat = chat
-        self._bot = bot
-        self._bot_window = bot_window
-
-    async def acquire(self) -> None:
-        """Wait for the bot's slot, the chat's, then room in the bot's window."""
-        if self._bot is not None:
-            await self._bot.acquire()
-        await self._chat.acquire()
-        if self._bot_window is not None:
-            await self._bot_window.acquire()
-
-    def penalize(self, retry_after: float) -> None:
-        """Telegram's retry_after applies to the chat that got the 429, on every replica."""
-        self._chat.penalize(retry_after)
+_GROUP = "tgpace"  # the hash tag's group: every budget of one bot on one cluster slot
 
 
 class Pacers:
-    """Builds the pacer for a chat; the state lives on the (shared) keys, not in this object."""
+    """Builds the pacer for a chat; the state lives on the (shared) keys, not in this object.
+
+    The bot's queue slot keeps writers in line, the chat's spacing spaces the chat's writes,
+    and the bot-wide window counts what was really sent: slots that fell due during a stall
+    would otherwise all fire at once. A 429 holds back only the chat it was about.
+    """
 
     def __init__(
         self,
-        make: PacerFactory,
+        redis: RedisClient,
         *,
-        window: WindowFactory | None = None,
         keys: KeySpace,
         bot_id: int | str,
         chat_interval: float = 1.0,
         group_per_minute: float = 20.0,
         bot_per_second: float = 30.0,
+        clock: Clock | None = None,
     ) -> None:
-        self._make = make
-        self._window = window
+        self._redis = redis
         self._keys = keys
         self._bot_id = str(bot_id)
+        self._clock = clock
         self.chat_interval = chat_interval
         self.group_interval = max(chat_interval, 60.0 / group_per_minute)
-        self._bot_interval = 1.0 / bot_per_second if bot_per_second > 0 else 0.0
+        self._bot_per_second = bot_per_second
 
     @classmethod
     def on_redis(
@@ -84,16 +59,17 @@ class Pacers:
         chat_interval: float = 1.0,
         group_per_minute: float = 20.0,
         bot_per_second: float = 30.0,
+        clock: Clock | None = None,
     ) -> Pacers:
-        """The production budgets: RedisPacer slots every replica shares."""
+        """The production budgets, in the Redis every replica shares."""
         return cls(
-            lambda key, interval: RedisPacer(redis, key, interval),
-            window=lambda key, limit, seconds: RedisWindowPacer(redis, key, limit, seconds),
+            redis,
             keys=keys,
             bot_id=bot_id,
             chat_interval=chat_interval,
             group_per_minute=group_per_minute,
             bot_per_second=bot_per_second,
+            clock=clock,
         )
 
     def interval(self, *, private: bool) -> float:
@@ -102,21 +78,16 @@ class Pacers:
 
     def for_chat(self, chat_id: int, *, private: bool) -> Pacer:
         """The budget every reply in ``chat_id`` shares."""
-        chat = self._make(
-            self._keys.named("telegram", "pace", self._bot_id, str(chat_id)),
-            self.interval(private=private),
-        )
-        bot = window = None
-        if self._bot_interval:
-            bot = self._make(
-                self._keys.named("telegram", "pace", self._bot_id, "bot"), self._bot_interval
+        chat = Spacing(self._key("chat", str(chat_id)), self.interval(private=private))
+        queue = window = None
+        if self._bot_per_second > 0:
+            queue = Spacing(self._key("bot"), 1.0 / self._bot_per_second)
+            writes = max(1, int(self._bot_per_second))
+            window = Window(
+                self._key("sent"), writes, writes / self._bot_per_second + BOT_WINDOW_MARGIN
             )
-        if self._bot_interval and self._window is not None:
-            per_second = 1.0 / self._bot_interval
-            writes = max(1, int(per_second))
-            window = self._window(
-                self._keys.named("telegram", "pace", self._bot_id, "sent"),
-                writes,
-                writes / per_second + BOT_WINDOW_MARGIN,
-            )
-        return ChatPacer(chat, bot, window)
+        return RedisBudgetPacer(self._redis, [chat], queue=queue, window=window, clock=self._clock)
+
+    def _key(self, *parts: str) -> str:
+        """One of this bot's budget keys, all under one hash tag."""
+        return self._keys.budget(_GROUP, self._bot_id, *parts)

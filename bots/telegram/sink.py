@@ -18,10 +18,22 @@ from telegram import Bot, LinkPreviewOptions, MessageEntity, ReplyParameters
 from telegram.constants import ChatAction
 from telegram.error import TelegramError
 
+from bots.telegram.controls import control_buttons
 from bots.telegram.errors import is_not_modified, translate
 from bots.telegram.render import Rendered, render
-from core.errors import MessageRejected, PlatformError, RateLimited
-from core.sink import Content, LengthUnit, MessageRef, Pacer, Segment, SinkLimits, measure, plain
+from core.errors import MessageGone, MessageRejected, PlatformError, RateLimited
+from core.sink import (
+    NO_CONTROLS,
+    Content,
+    Controls,
+    LengthUnit,
+    MessageRef,
+    Pacer,
+    Segment,
+    SinkLimits,
+    measure,
+    plain,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +111,7 @@ class EditSink:
         self._target = target
         self._pacer = pacer
         self._limits = limits
-        self._shown: dict[MessageRef, Payload] = {}
+        self._shown: dict[MessageRef, tuple[Payload, Controls]] = {}
         self._answered = False  # only the first message of a reply quotes the question
 
     @property
@@ -112,7 +124,9 @@ class EditSink:
         """The chat's shared budget."""
         return self._pacer
 
-    async def send(self, content: Content, *, final: bool = False) -> MessageRef:
+    async def send(
+        self, content: Content, *, final: bool = False, controls: Controls = NO_CONTROLS
+    ) -> MessageRef:
         """Post a new message; in groups the first one replies to the user's message."""
         target = self._target
         reply = None
@@ -126,21 +140,32 @@ class EditSink:
                 entities=payload[1] or None,
                 message_thread_id=target.thread_id,
                 reply_parameters=reply,
+                reply_markup=control_buttons(controls),
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
             ref = str(message.message_id)
-            self._shown[ref] = payload
+            self._shown[ref] = (payload, controls)
             return ref
 
         ref = await deliver(content, call)
         self._answered = True
         return ref
 
-    async def edit(self, ref: MessageRef, content: Content, *, final: bool = False) -> None:
-        """Replace a message's content; unchanged content costs no request and is no error."""
+    async def edit(
+        self,
+        ref: MessageRef,
+        content: Content,
+        *,
+        final: bool = False,
+        controls: Controls = NO_CONTROLS,
+    ) -> None:
+        """Replace a message's content and buttons; unchanged costs no request and is no error.
+
+        Telegram drops the inline keyboard of an edit that carries none: that removes Stop.
+        """
 
         async def call(payload: Payload) -> None:
-            if self._shown.get(ref) == payload:
+            if self._shown.get(ref) == (payload, controls):
                 return
             try:
                 await self._bot.edit_message_text(
@@ -148,12 +173,13 @@ class EditSink:
                     chat_id=self._target.chat_id,
                     message_id=int(ref),
                     entities=payload[1] or None,
+                    reply_markup=control_buttons(controls),
                     link_preview_options=LinkPreviewOptions(is_disabled=True),
                 )
             except TelegramError as exc:
                 if not is_not_modified(exc):
                     raise
-            self._shown[ref] = payload
+            self._shown[ref] = (payload, controls)
 
         await deliver(content, call)
 
@@ -193,29 +219,41 @@ class DraftSink:
         """Drafts spend the chat's budget too."""
         return self._messages.pacer
 
-    async def send(self, content: Content, *, final: bool = False) -> MessageRef:
-        """Final content becomes a message at once; anything else opens a draft."""
+    async def send(
+        self, content: Content, *, final: bool = False, controls: Controls = NO_CONTROLS
+    ) -> MessageRef:
+        """Final content becomes a message at once; anything else opens a draft (drafts carry
+        no buttons: Stop shows once the text lands as a message)."""
         if final or self._refused:
-            return await self._messages.send(content, final=final)
+            return await self._messages.send(content, final=final, controls=controls)
         draft_id = secrets.randbelow(2**31 - 2) + 1  # non-zero, unique per reply in practice
         if not await self._draft(draft_id, content):
-            return await self._messages.send(content, final=final)
+            return await self._messages.send(content, final=final, controls=controls)
         ref = f"draft:{draft_id}"
         self._drafts[ref] = draft_id
         return ref
 
-    async def edit(self, ref: MessageRef, content: Content, *, final: bool = False) -> None:
+    async def edit(
+        self,
+        ref: MessageRef,
+        content: Content,
+        *,
+        final: bool = False,
+        controls: Controls = NO_CONTROLS,
+    ) -> None:
         """Update the draft; when final (or drafts are refused), land it as a real message."""
         if ref in self._landed:
-            await self._messages.edit(self._landed[ref], content, final=final)
+            await self._messages.edit(self._landed[ref], content, final=final, controls=controls)
             return
         draft_id = self._drafts.get(ref)
         if draft_id is None:
-            await self._messages.edit(ref, content, final=final)
+            if ref.startswith("draft:"):  # an earlier reply's draft: it never became a message
+                raise MessageGone(f"{ref} is not a message")
+            await self._messages.edit(ref, content, final=final, controls=controls)
             return
         if not final and not self._refused and await self._draft(draft_id, content):
             return
-        self._landed[ref] = await self._messages.send(content, final=final)
+        self._landed[ref] = await self._messages.send(content, final=final, controls=controls)
         del self._drafts[ref]
 
     async def typing(self) -> None:

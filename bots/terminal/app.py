@@ -4,28 +4,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape
 
 from bots.runtime import Runtime
 from bots.terminal.sink import LiveTerminalSink, TranscriptSink
 from core.commands import Caller, CommandRequest, TurnRequest
 from core.conversation import ConversationKey, IncomingMessage
+from core.i18n import N_
 from core.service import ChatService
 from core.surfaces import TERMINAL
 
 PLATFORM = "terminal"
 _LEAVE = ("/exit", "/quit")
+WELCOME = N_("**Parley** — type a message; /help for commands, Ctrl-D to leave.")
+
+
+def terminal_language(environ: Mapping[str, str] = os.environ) -> str:
+    """The terminal's language as POSIX says: LC_ALL, then LC_MESSAGES, then LANG."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        if environ.get(name):
+            return environ[name]
+    return ""
 
 
 def plain_markdown(text: str) -> str:
     """A command reply for a terminal: the Markdown markers of bold and code dropped."""
     return text.replace("**", "").replace("`", "")
+
+
+def rich_markup(text: str) -> str:
+    """Parley's own **bold** as rich's markup (the text is Parley's, never a person's)."""
+    parts = escape(text).split("**")
+    return "".join(f"[bold]{p}[/bold]" if i % 2 else p for i, p in enumerate(parts))
 
 
 @dataclass
@@ -35,6 +54,12 @@ class TerminalChat:
     service: ChatService
     user: str
     out: TextIO
+    language: str = ""  # the terminal's locale, e.g. "zh_CN.UTF-8"
+
+    @property
+    def caller(self) -> Caller:
+        """The person at this terminal."""
+        return Caller(PLATFORM, self.user, "local", language=self.language)
 
     @property
     def key(self) -> ConversationKey:
@@ -43,7 +68,9 @@ class TerminalChat:
 
     def message(self, text: str) -> IncomingMessage:
         """A line typed by the user, as the core takes it."""
-        return IncomingMessage(self.key, text, user_id=self.user, display_name=self.user)
+        return IncomingMessage(
+            self.key, text, user_id=self.user, display_name=self.user, language=self.language
+        )
 
     async def command(self, line: str) -> bool | TurnRequest:
         """Run a slash command: False means leave, a TurnRequest is a turn to stream."""
@@ -52,11 +79,10 @@ class TerminalChat:
             return False
         name = TERMINAL.parse(word)
         if name is None:
-            self._say(self.service.commands.unknown(PLATFORM, word).text)
+            self._say((await self.service.commands.unknown(self.caller, word)).text)
             return True
-        caller = Caller(PLATFORM, self.user, "local")
         request = CommandRequest(
-            name, caller, key=self.key, args=tuple(rest.split()), text=rest.strip()
+            name, self.caller, key=self.key, args=tuple(rest.split()), text=rest.strip()
         )
         reply = await self.service.command(request)
         if reply.turn is not None:
@@ -124,7 +150,8 @@ async def run_interactive(chat: TerminalChat, console: Console) -> int:
 
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
-    console.print("[bold]Parley[/bold] — type a message; /help for commands, Ctrl-D to leave.")
+    t = await chat.service.commands.languages.translator(chat.caller)
+    console.print(rich_markup(t.gettext(WELCOME)))
     try:
         while not leave.is_set():
             if running is None or running.done():
@@ -202,7 +229,7 @@ async def _wait_streaming(
 async def run(runtime: Runtime, *, user: str, interactive: bool | None = None) -> int:
     """Entry point of `parley chat`."""
     interactive = sys.stdin.isatty() if interactive is None else interactive
-    chat = TerminalChat(runtime.service, user, sys.stdout)
+    chat = TerminalChat(runtime.service, user, sys.stdout, terminal_language())
     if interactive:
         return await run_interactive(chat, Console())
     return await run_script(chat, sys.stdin)

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from core.pacing import IntervalPacer
 from core.settings import ShowReasoning
-from core.sink import Content, MessageRef, Pacer, SegmentKind, SinkLimits
+from core.sink import NO_CONTROLS, Content, Controls, MessageRef, Pacer, SegmentKind, SinkLimits
 
 _LIMITS = SinkLimits(max_length=60_000, min_interval=0.05, supports_collapsed=False)
 
@@ -49,7 +49,9 @@ class LiveTerminalSink:
         """About 20 redraws a second."""
         return self._pacer
 
-    async def send(self, content: Content, *, final: bool = False) -> MessageRef:
+    async def send(
+        self, content: Content, *, final: bool = False, controls: Controls = NO_CONTROLS
+    ) -> MessageRef:
         """Start a new live region (the previous one stays on screen as it was)."""
         self.close()
         self._live = Live(
@@ -62,7 +64,14 @@ class LiveTerminalSink:
         self._count += 1
         return str(self._count)
 
-    async def edit(self, ref: MessageRef, content: Content, *, final: bool = False) -> None:
+    async def edit(
+        self,
+        ref: MessageRef,
+        content: Content,
+        *,
+        final: bool = False,
+        controls: Controls = NO_CONTROLS,
+    ) -> None:
         """Redraw the live region if it is the message being edited."""
         if self._live is not None and ref == str(self._count):
             self._live.update(_renderable(content), refresh=True)
@@ -95,13 +104,22 @@ class TranscriptSink:
         """No pacing: nothing is shown until the end."""
         return self._pacer
 
-    async def send(self, content: Content, *, final: bool = False) -> MessageRef:
+    async def send(
+        self, content: Content, *, final: bool = False, controls: Controls = NO_CONTROLS
+    ) -> MessageRef:
         """Record a message."""
         ref = str(len(self.messages) + 1)
         self.messages[ref] = content
         return ref
 
-    async def edit(self, ref: MessageRef, content: Content, *, final: bool = False) -> None:
+    async def edit(
+        self,
+        ref: MessageRef,
+        content: Content,
+        *,
+        final: bool = False,
+        controls: Controls = NO_CONTROLS,
+    ) -> None:
         """Record the newest content."""
         self.messages[ref] = content
 

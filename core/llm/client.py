@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
-import httpx2
-import openai
 import orjson
 
-from core.errors import (
-    ContextTooLong,
-    LLMError,
-    LLMOverloaded,
-    LLMUnavailable,
-    ModelNotFound,
-    ModelNotServed,
-)
+from core.errors import ContextTooLong, LLMError, LLMUnavailable, ModelNotFound, ModelNotServed
 from core.llm.events import (
     ChatMessage,
     Finished,
@@ -32,6 +21,7 @@ from core.llm.events import (
     TextDelta,
     Usage,
 )
+from core.llm.http import BROKEN, NOT_SENT, ModelHTTP, end, unreachable
 from core.llm.sse import data_payloads
 from core.llm.think import ThinkSplitter
 from core.retry import OFF, RetryPolicy
@@ -39,11 +29,6 @@ from core.retry import OFF, RetryPolicy
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_CONTEXT_RE = re.compile(
-    r"maximum context length is (\d+) tokens.*?(?:contains|requested) (?:at least )?(\d+)", re.S
-)
-# Older vLLM counts prompt and completion together: "you requested N tokens (P in the messages, …".
-_PROMPT_PART_RE = re.compile(r"(\d+) in the messages")
 # The request header naming the conversation, so a router that routes by session (vLLM
 # production-stack: `--routing-logic session --session-key x-session-id`) keeps a conversation
 # on one replica, where its prefix is cached. Its value is a hash: user ids never leave Parley.
@@ -100,7 +85,7 @@ class LLMClient(Protocol):
 
 
 class OpenAICompatibleClient:
-    """vLLM through the ``openai`` package; reads raw SSE lines to keep the per-token path lean."""
+    """vLLM's OpenAI-compatible API over aiohttp (core/llm/http.py), SSE read as bytes."""
 
     def __init__(
         self,
@@ -114,16 +99,11 @@ class OpenAICompatibleClient:
         self._timeouts = timeouts or Timeouts()
         self._base_url = base_url.rstrip("/")
         self._retry = retry  # requests that could not be sent; never a stream under way
-        self._openai = openai.AsyncOpenAI(
-            base_url=self._base_url,
-            api_key=api_key or "EMPTY",
-            max_retries=0,  # one retry schedule for the whole bot: core.retry
-            timeout=httpx2.Timeout(
-                connect=self._timeouts.connect,
-                read=max(self._timeouts.first_token, self._timeouts.idle),
-                write=self._timeouts.connect,
-                pool=self._timeouts.connect,
-            ),
+        self._http = ModelHTTP(
+            self._base_url,
+            api_key,
+            connect=self._timeouts.connect,
+            read=max(self._timeouts.first_token, self._timeouts.idle),
         )
         self._model = model
         self._info: ModelInfo | None = None
@@ -138,19 +118,14 @@ class OpenAICompatibleClient:
 
     async def close(self) -> None:
         """Release connections."""
-        await self._openai.close()
+        await self._http.close()
 
     async def model_info(self, *, refresh: bool = False, affinity: str = "") -> ModelInfo:
         """The configured model (or the first one served) and its max_model_len."""
         del affinity  # one server: every conversation comes here
         if self._info is not None and not refresh:
             return self._info
-        try:
-            listing = await self._sent(
-                lambda: self._openai.get("/models", cast_to=object), "asking for the models"
-            )
-        except openai.OpenAIError as exc:
-            raise _translate(exc) from exc
+        listing = await self._sent(lambda: self._http.get_json("/models"), "asking for the models")
         served = _served_models(listing)
         if not served:
             raise ModelNotFound("the model server serves no model")
@@ -189,13 +164,9 @@ class OpenAICompatibleClient:
         info = await self.model_info()
         root = self._base_url.removesuffix("/v1")
         body = {"model": info.id, "messages": [_message_json(m) for m in messages]}
-        try:
-            result = await self._sent(
-                lambda: self._openai.post(f"{root}/tokenize", body=body, cast_to=object),
-                "counting tokens",
-            )
-        except openai.OpenAIError as exc:
-            raise _translate(exc) from exc
+        result = await self._sent(
+            lambda: self._http.post_json(f"{root}/tokenize", body), "counting tokens"
+        )
         if not isinstance(result, dict) or not isinstance(result.get("count"), int):
             raise LLMError("the model server's /tokenize answered in an unexpected shape")
         return int(result["count"])
@@ -220,30 +191,30 @@ class OpenAICompatibleClient:
             "stream_options": {"include_usage": True},
         }
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                response = await self._sent(
-                    lambda: stack.enter_async_context(
-                        self._openai.chat.completions.with_streaming_response.create(
-                            **body, extra_headers=headers
-                        )
-                    ),
-                    "starting a completion",
-                )
-                async for event in self._events(data_payloads(response.iter_bytes())):
-                    yield event
-        except openai.OpenAIError as exc:
-            error = _translate(exc)
-            if isinstance(error, ContextTooLong) and error.limit:
+            response = await self._sent(
+                lambda: self._http.open_stream("/chat/completions", body, headers),
+                "starting a completion",
+            )
+        except ContextTooLong as error:
+            if error.limit:
                 self._learn_context(error.limit)
-            raise error from exc
-        except httpx2.HTTPError as exc:
+            raise
+        try:
+            async for event in self._events(data_payloads(response.content.iter_any())):
+                yield event
+        except BROKEN as exc:
             raise LLMUnavailable(f"the model stream broke: {exc!r}") from exc
+        finally:
+            end(response)
 
     async def _sent(self, request: Callable[[], Awaitable[T]], what: str) -> T:
         """A request, sent again (core.retry) only if it could not be sent at all."""
-        return await self._retry.run(
-            request, retry_on=(openai.APIConnectionError,), what=f"{what} at {self._base_url}"
-        )
+        try:
+            return await self._retry.run(
+                request, retry_on=NOT_SENT, what=f"{what} at {self._base_url}"
+            )
+        except NOT_SENT as exc:
+            raise unreachable(exc) from exc
 
     async def _events(self, payloads: AsyncIterator[bytes]) -> AsyncIterator[StreamEvent]:
         """Parse SSE data payloads into events, enforcing first-token and idle timeouts.
@@ -335,39 +306,3 @@ def _chunk(payload: bytes) -> dict[str, Any]:
 def _message_json(message: ChatMessage) -> dict[str, str]:
     """The wire form of one message."""
     return {"role": message.role, "content": message.content}
-
-
-def _translate(exc: openai.OpenAIError) -> LLMError:
-    """Map the SDK's errors onto Parley's once, here at the boundary."""
-    if isinstance(exc, openai.APITimeoutError):
-        return LLMUnavailable("the model server timed out")
-    if isinstance(exc, openai.APIConnectionError):
-        return LLMUnavailable(f"cannot reach the model server: {exc.__cause__ or exc}")
-    if isinstance(exc, openai.APIStatusError):
-        message = _error_message(exc)
-        if exc.status_code == 404:
-            return ModelNotFound(message)
-        if exc.status_code in (429, 503):
-            return LLMOverloaded(message)
-        if exc.status_code == 400 and "maximum context length" in message:
-            match = _CONTEXT_RE.search(message)
-            limit, prompt = (int(match[1]), int(match[2])) if match else (None, None)
-            if part := _PROMPT_PART_RE.search(message):
-                prompt = int(part[1])
-            return ContextTooLong(message, limit=limit, prompt_tokens=prompt)
-        if exc.status_code >= 500:
-            return LLMUnavailable(f"the model server failed ({exc.status_code}): {message}")
-        return LLMError(f"the model server refused the request ({exc.status_code}): {message}")
-    return LLMError(str(exc))
-
-
-def _error_message(exc: openai.APIStatusError) -> str:
-    """The server's own message from an OpenAI-style error body."""
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return str(inner["message"])
-        if isinstance(body.get("message"), str):
-            return str(body["message"])
-    return str(exc.message)

@@ -82,3 +82,21 @@ class KeySpace:
     def chat_settings(self, platform: str, chat: str) -> str:
         """One chat's settings (a hash), under a hash tag of its own."""
         return f"{self.prefix}:{{settings|{_escape(platform)}|{_escape(chat)}}}"
+
+    def language(self, platform: str, user: str) -> str:
+        """The language a person chose with /language, under a hash tag of its own."""
+        return f"{self.prefix}:{{language|{_escape(platform)}|{_escape(user)}}}"
+
+    def budget(self, group: str, owner: str, *parts: str) -> str:
+        """A pacing budget; all of one ``owner``'s (a bot's, a workspace's) share a hash tag,
+        so one script takes every budget of a write, on one Redis or a Cluster."""
+        tag = f"{{{_escape(group)}|{_escape(owner)}}}"
+        return ":".join((self.prefix, tag, *(_escape(p) for p in parts)))
+
+    def answer(self, answer_id: str) -> str:
+        """One answer's record (its conversation, owner and messages), found by the buttons."""
+        return f"{self.prefix}:answer:{_escape(answer_id)}"
+
+    def latest_answer(self, key: ConversationKey) -> str:
+        """The id of the conversation's newest answer: only its buttons still act."""
+        return f"{self.prefix}:{self.tag(key)}:answer"

@@ -5,23 +5,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.clock import Clock, LoopClock
 from core.errors import MessageGone, MessageRejected, PlatformError, RateLimited
+from core.phrases import Phrases
 from core.settings import ShowReasoning
-from core.sink import Content, MessageRef, MessageSink, Segment, SegmentKind
+from core.sink import (
+    NO_CONTROLS,
+    Content,
+    Controls,
+    MessageRef,
+    MessageSink,
+    Segment,
+    SegmentKind,
+)
 from core.stream.layout import MessageLayout
 
 log = logging.getLogger(__name__)
+_PHRASES = Phrases()  # English: a sink's own tests need no language
 
 
 @dataclass(frozen=True, slots=True)
 class ReplyTexts:
-    """The few words the reply stream itself shows."""
+    """The few words the reply stream itself shows (``Phrases.thinking…``, translated)."""
 
-    thinking: str = "💭 Thinking… {seconds} s"
-    thinking_start: str = "💭 Thinking…"
+    thinking: str = _PHRASES.thinking
+    thinking_start: str = _PHRASES.thinking_start
+    replaced: str = _PHRASES.replaced
+
+    @classmethod
+    def of(cls, phrases: Phrases) -> ReplyTexts:
+        """The reply stream's words from a person's phrases."""
+        return cls(phrases.thinking, phrases.thinking_start, phrases.replaced)
 
 
 @dataclass(slots=True)
@@ -64,7 +81,11 @@ class ReplyStream:
         status_interval: float = 3.0,
         typing_interval: float = 4.5,
         final_attempts: int = 8,
+        controls: Controls = NO_CONTROLS,
+        reuse: Sequence[MessageRef] = (),
     ) -> None:
+        """``controls`` ride on the newest message while the reply streams (Stop); ``reuse``
+        are messages of an earlier answer this one is written into (regenerate, an edit)."""
         self._sink = sink
         self._mode = show_reasoning
         self._clock = clock or LoopClock()
@@ -75,10 +96,16 @@ class ReplyStream:
         limits = sink.limits
         self._layout = MessageLayout(limits.max_length, limits.unit)
         self._collapsible = limits.supports_collapsed
+        self._status_line = limits.status_line
         self._doc = _Document()
-        self._refs: list[MessageRef | None] = []
+        self._refs: list[MessageRef | None] = list(reuse)
+        self._reused = len(self._refs)
         self._shown: list[Content] = []
+        self._buttons: list[Controls] = []
         self._finalized: list[bool] = []
+        self._streaming_controls = controls
+        self._final_controls = NO_CONTROLS
+        self._retired: Content = (Segment(SegmentKind.NOTICE, self._texts.replaced),)
         self._needs_final = limits.needs_final
         self._changed = asyncio.Event()
         self._started_at = self._clock.now()
@@ -129,6 +156,22 @@ class ReplyStream:
     def skipped_writes(self) -> int:
         """Updates that never needed their own send/edit because newer text replaced them."""
         return max(0, self.stats.changes - self.stats.sends - self.stats.edits)
+
+    @property
+    def refs(self) -> list[MessageRef]:
+        """The messages that show this reply, in order (for regenerating it in place later)."""
+        return [
+            ref
+            for ref, shown in zip(self._refs, self._shown, strict=False)
+            if ref is not None and shown != self._retired
+        ]
+
+    def end_with(self, controls: Controls) -> None:
+        """The buttons the last message keeps once the reply is final (none: Stop goes away)."""
+        if controls != self._final_controls:
+            self._final_controls = controls
+            self.stats.changes += 1  # an update like any other: it may ride on a write
+        self._changed.set()
 
     @property
     def has_output(self) -> bool:
@@ -187,7 +230,12 @@ class ReplyStream:
                 and doc.reasoning.strip()
             ):
                 segments.append(Segment(SegmentKind.REASONING_COLLAPSED, doc.reasoning.strip()))
-        elif not doc.finished and self._mode is not ShowReasoning.OFF and not segments:
+        elif (
+            not doc.finished
+            and self._mode is not ShowReasoning.OFF
+            and self._status_line
+            and not segments
+        ):
             segments.append(Segment(SegmentKind.STATUS, self._status_text()))
         segments.extend(Segment(SegmentKind.NOTICE, note) for note in doc.notices)
         return segments
@@ -220,16 +268,33 @@ class ReplyStream:
         except PlatformError as exc:
             log.debug("typing indicator failed: %s", exc)
 
-    def _pending(self) -> tuple[int, Content] | None:
-        """The first message whose shown content differs from what it should be."""
+    def _controls_at(self, index: int, count: int) -> Controls:
+        """Buttons go under the newest message only: Stop while streaming, then the final ones."""
+        if index != count - 1:
+            return NO_CONTROLS
+        return self._final_controls if self._closing else self._streaming_controls
+
+    def _pending(self) -> tuple[int, Content, Controls] | None:
+        """The first message whose shown content or buttons differ from what they should be."""
         wanted = self._layout.messages(self.document())
+        count = len(wanted)
         for index, content in enumerate(wanted):
-            if index >= len(self._shown) or self._shown[index] != content:
-                return index, content
+            controls = self._controls_at(index, count)
+            if (
+                index >= len(self._shown)
+                or self._shown[index] != content
+                or self._buttons[index] != controls
+            ):
+                return index, content, controls
         if self._closing and self._needs_final:
             for index, content in enumerate(wanted):
                 if not self._finalized[index]:
-                    return index, content
+                    return index, content, self._controls_at(index, count)
+        if self._closing:  # messages of the earlier answer this one no longer needs
+            for index in range(count, self._reused):
+                shown = self._shown[index] if index < len(self._shown) else None
+                if self._refs[index] is not None and shown != self._retired:
+                    return index, self._retired, NO_CONTROLS
         return None
 
     async def _write_loop(self) -> None:
@@ -246,11 +311,11 @@ class ReplyStream:
             pending = self._pending()
             if pending is None:
                 continue
-            index, content = pending
+            index, content, controls = pending
             if not self._closing:
                 failures = 0  # only the final text's own attempts are bounded
             try:
-                await self._apply(index, content)
+                await self._apply(index, content, controls)
                 failures = 0
             except RateLimited as exc:
                 self.stats.rate_limited += 1
@@ -261,7 +326,7 @@ class ReplyStream:
                 failures += 1
             except MessageRejected as exc:
                 log.warning("the platform rejected a reply message: %s", exc)
-                self._mark_shown(index, content)  # do not retry the same content forever
+                self._mark_shown(index, content, controls)  # never retry the same content
                 self._finalized[index] = True
                 self.stats.failures += 1
             except PlatformError as exc:
@@ -270,40 +335,46 @@ class ReplyStream:
                 failures += 1
             except Exception:  # a defect (a renderer, a sink): the reply goes on without it
                 log.exception("writing a reply message failed unexpectedly")
-                self._mark_shown(index, content)  # never retry what cannot be written
+                self._mark_shown(index, content, controls)  # never retry what cannot be written
                 self._finalized[index] = True
                 self.stats.failures += 1
             if self._closing and failures >= self._final_attempts:
                 log.error("giving up on the final text after %d failed attempts", failures)
                 return
 
-    async def _apply(self, index: int, content: Content) -> None:
-        """Send message ``index`` or edit it to ``content``."""
+    async def _apply(self, index: int, content: Content, controls: Controls) -> None:
+        """Send message ``index`` or edit it to ``content`` with ``controls`` under it."""
         final = self._closing or index < len(self._layout.frozen)
         ref = self._refs[index] if index < len(self._refs) else None
         if ref is None:
-            new_ref = await self._sink.send(content, final=final)
+            new_ref = await self._sink.send(content, final=final, controls=controls)
             self.stats.sends += 1
             if index < len(self._refs):
                 self._refs[index] = new_ref
             else:
                 self._refs.append(new_ref)
         else:
-            await self._sink.edit(ref, content, final=final)
+            await self._sink.edit(ref, content, final=final, controls=controls)
             self.stats.edits += 1
         if self.stats.first_visible_at is None and any(
             s.kind is SegmentKind.ANSWER for s in content
         ):
             self.stats.first_visible_at = self._clock.now()
-        self._mark_shown(index, content)
+        self._mark_shown(index, content, controls)
         self._finalized[index] = final
 
-    def _mark_shown(self, index: int, content: Content) -> None:
-        """Remember what message ``index`` shows now."""
+    def _mark_shown(self, index: int, content: Content, controls: Controls) -> None:
+        """Remember what message ``index`` shows now (a reused one's earlier text is unknown)."""
+        while len(self._shown) < index:
+            self._shown.append(())
+            self._buttons.append(NO_CONTROLS)
+            self._finalized.append(False)
         if index < len(self._shown):
             self._shown[index] = content
+            self._buttons[index] = controls
         else:
             self._shown.append(content)
+            self._buttons.append(controls)
             self._finalized.append(False)
-            while len(self._refs) < len(self._shown):
-                self._refs.append(None)
+        while len(self._refs) < len(self._shown):
+            self._refs.append(None)

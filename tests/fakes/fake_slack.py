@@ -38,6 +38,11 @@ STREAM_TEXT_LIMIT = 12_000  # markdown_text per chat.*Stream call
 # answer came (see Delivery.seconds), not with a wall-clock budget alone.
 ACK_DEADLINE = 3.0
 MAX_BLOCKS = 50
+MAX_ATTACHMENTS = 100
+MAX_BUTTON_TEXT = 75  # a button's plain_text
+MAX_ACTION_ID = 255
+MAX_BUTTON_VALUE = 2_000
+MAX_ACTION_ELEMENTS = 25
 
 Json = dict[str, Any]
 
@@ -58,6 +63,7 @@ class Message:
     thread_ts: str | None = None
     bot_id: str | None = None
     blocks: list[Json] | None = None
+    attachments: list[Json] = field(default_factory=list)
     mrkdwn: bool = True
     markdown: bool = False  # a native stream: the text is Markdown that Slack renders itself
     history: list[str] = field(default_factory=list)
@@ -79,6 +85,18 @@ class Message:
     def root(self) -> str:
         """The ts of the thread this message belongs to (its own ts at top level)."""
         return self.thread_ts or self.ts
+
+    @property
+    def buttons(self) -> list[Json]:
+        """Every button under the message, in its blocks or its attachments' blocks."""
+        blocks = [*(self.blocks or ()), *(b for a in self.attachments for b in a.get("blocks", ()))]
+        return [
+            element
+            for block in blocks
+            if block.get("type") == "actions"
+            for element in block.get("elements", ())
+            if element.get("type") == "button"
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +174,14 @@ class FakeSlack:
         self.messages: list[Message] = []
         self.calls: list[Call] = []
         self.statuses: list[Json] = []
+        self.titles: list[Json] = []  # assistant.threads.setTitle calls that succeeded
+        self.suggested_prompts: list[Json] = []  # assistant.threads.setSuggestedPrompts
         self.responses: list[Json] = []  # bodies POSTed to response_url
         # Workspace roles users.info reports: "admin", "owner" or "primary_owner"; members
         # are everyone else with a U…/W… id.
         self.roles: dict[str, str] = {}
+        # Each user's Slack language, as users.info reports it with include_locale=true.
+        self.locales: dict[str, str] = {}
         self.scopes: set[str] = {"users:read"}  # granted OAuth scopes a method may require
         self.socket_connected = asyncio.Event()
         self.socket_acks: list[Json] = []
@@ -309,7 +331,12 @@ class FakeSlack:
         return event
 
     def edit_event(self, message_event: Mapping[str, Any], new_text: str) -> Json:
-        """The `message_changed` event of a person editing a message."""
+        """The `message_changed` event of a person editing a message (the fake's copy changes)."""
+        for stored in self.messages:
+            if stored.channel == message_event["channel"] and stored.ts == message_event["ts"]:
+                stored.text = new_text
+                stored.history.append(new_text)
+        edited_ts = self._next_ts()
         return {
             "type": "message",
             "subtype": "message_changed",
@@ -318,7 +345,11 @@ class FakeSlack:
             "ts": self._next_ts(),
             "event_ts": self._next_ts(),
             "channel_type": message_event.get("channel_type", "channel"),
-            "message": {**message_event, "text": new_text, "edited": {"user": "x", "ts": "1"}},
+            "message": {
+                **message_event,
+                "text": new_text,
+                "edited": {"user": message_event.get("user"), "ts": edited_ts},
+            },
             "previous_message": dict(message_event),
         }
 
@@ -336,6 +367,33 @@ class FakeSlack:
                 {"team_id": self.team_id, "user_id": self.bot_user_id, "is_bot": True}
             ],
             "is_ext_shared_channel": False,
+        }
+
+    def assistant_thread_event(
+        self,
+        kind: str,
+        *,
+        user: str,
+        channel: str,
+        thread_ts: str,
+        context_channel: str | None = None,
+    ) -> Json:
+        """An ``assistant_thread_started`` or ``assistant_thread_context_changed`` event: the
+        person opened the assistant pane (a new thread of their DM with the app) or moved to
+        another channel while it is open."""
+        assert kind in ("assistant_thread_started", "assistant_thread_context_changed"), kind
+        context: Json = {}
+        if context_channel is not None:
+            context = {"channel_id": context_channel, "team_id": self.team_id}
+        return {
+            "type": kind,
+            "assistant_thread": {
+                "user_id": user,
+                "context": context,
+                "channel_id": channel,
+                "thread_ts": thread_ts,
+            },
+            "event_ts": self._next_ts(),
         }
 
     def command_payload(
@@ -357,8 +415,29 @@ class FakeSlack:
             "trigger_id": uuid.uuid4().hex,
         }
 
-    def action_payload(self, action_id: str, value: str, *, user_id: str, channel_id: str) -> Json:
-        """A block_actions payload for a button click."""
+    def action_payload(
+        self,
+        action_id: str,
+        value: str,
+        *,
+        user_id: str,
+        channel_id: str,
+        message: Message | None = None,
+    ) -> Json:
+        """A block_actions payload for a button click (under ``message``, or an ephemeral one)."""
+        if message is not None:
+            payload = self.action_payload(action_id, value, user_id=user_id, channel_id=channel_id)
+            container: Json = {
+                "type": "message_attachment" if message.attachments else "message",
+                "message_ts": message.ts,
+                "channel_id": message.channel,
+                "is_ephemeral": False,
+            }
+            if message.thread_ts:
+                container["thread_ts"] = message.thread_ts
+            payload["container"] = container
+            payload["message"] = _as_json(message)
+            return payload
         return {
             "type": "block_actions",
             "team": {"id": self.team_id, "domain": "fake"},
@@ -533,6 +612,24 @@ class FakeSlack:
             raise SlackApiFailure("cant_update_message")
         return message
 
+    def _attachments(self, args: Json) -> list[Json] | None:
+        """The attachments of a post or update (None: left out), checked like Slack does."""
+        raw = args.get("attachments")
+        if raw is None:
+            return None
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                raise SlackApiFailure("invalid_attachments") from None
+        if not isinstance(raw, list) or len(raw) > MAX_ATTACHMENTS:
+            raise SlackApiFailure("too_many_attachments")
+        for attachment in raw:
+            if not isinstance(attachment, dict):
+                raise SlackApiFailure("invalid_attachments")
+            _check_blocks(attachment.get("blocks") or [])
+        return raw
+
     def _content(self, args: Json) -> tuple[str, list[Json] | None]:
         """Text and blocks of a post or update, checked like Slack checks them."""
         text = str(args.get("text") or "")
@@ -603,6 +700,7 @@ class FakeSlack:
         if not channel:
             raise SlackApiFailure("channel_not_found")
         text, blocks = self._content(args)
+        attachments = self._attachments(args) or []
         thread_ts = args.get("thread_ts") or None
         if thread_ts is not None:
             root = self._find(channel, str(thread_ts))
@@ -615,6 +713,7 @@ class FakeSlack:
             thread_ts=thread_ts,
             bot_id=self.bot_id,
             blocks=blocks,
+            attachments=attachments,
             mrkdwn=_flag(args.get("mrkdwn"), default=True),
             history=[text],
         )
@@ -624,7 +723,10 @@ class FakeSlack:
     def _api_chat_update(self, args: Json) -> Json:
         message = self._own(str(args.get("channel", "")), str(args.get("ts", "")))
         text, blocks = self._content(args)
+        attachments = self._attachments(args)
         message.text, message.blocks = text, blocks
+        if attachments is not None:  # left out: Slack keeps the attachments it had
+            message.attachments = attachments
         message.mrkdwn = _flag(args.get("mrkdwn"), default=True)
         message.markdown = False
         message.history.append(text)
@@ -667,6 +769,12 @@ class FakeSlack:
 
     def _api_chat_stopStream(self, args: Json) -> Json:
         message = self._streaming(args)
+        blocks = args.get("blocks")
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        if blocks is not None:
+            _check_blocks(blocks)
+            message.blocks = blocks
         self._append(message, self._stream_text(args))
         message.streaming = False
         return {"channel": message.channel, "ts": message.ts, "message": _as_json(message)}
@@ -682,6 +790,39 @@ class FakeSlack:
         )
         return {}
 
+    def _api_assistant_threads_setTitle(self, args: Json) -> Json:
+        for name in ("channel_id", "thread_ts", "title"):
+            if not args.get(name):
+                raise SlackApiFailure("invalid_arguments")
+        self.titles.append({k: args.get(k) for k in ("channel_id", "thread_ts", "title")})
+        return {}
+
+    def _api_assistant_threads_setSuggestedPrompts(self, args: Json) -> Json:
+        """1 to 4 prompts, each with a title and a message; an optional title above them."""
+        for name in ("channel_id", "thread_ts"):
+            if not args.get(name):
+                raise SlackApiFailure("invalid_arguments")
+        prompts = args.get("prompts")
+        if isinstance(prompts, str):
+            try:
+                prompts = json.loads(prompts)
+            except ValueError:
+                raise SlackApiFailure("invalid_arguments") from None
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= 4:
+            raise SlackApiFailure("invalid_arguments")
+        for prompt in prompts:
+            if not isinstance(prompt, dict) or not prompt.get("title") or not prompt.get("message"):
+                raise SlackApiFailure("invalid_arguments")
+        self.suggested_prompts.append(
+            {
+                "channel_id": args.get("channel_id"),
+                "thread_ts": args.get("thread_ts"),
+                "title": args.get("title"),
+                "prompts": prompts,
+            }
+        )
+        return {}
+
     def _api_users_info(self, args: Json) -> Json:
         """A user object with the workspace role flags (users:read)."""
         if "users:read" not in self.scopes:
@@ -694,23 +835,24 @@ class FakeSlack:
         if user[:1] not in ("U", "W") or user == self.bot_user_id:
             raise SlackApiFailure("user_not_found")
         role = self.roles.get(user, "")
-        return {
-            "user": {
-                "id": user,
-                "team_id": self.team_id,
-                "name": user.lower(),
-                "deleted": False,
-                "real_name": user.title(),
-                "is_bot": False,
-                "is_app_user": False,
-                "is_admin": role in ("admin", "owner", "primary_owner"),
-                "is_owner": role in ("owner", "primary_owner"),
-                "is_primary_owner": role == "primary_owner",
-                "is_restricted": False,
-                "is_ultra_restricted": False,
-                "updated": 1_700_000_000,
-            }
+        profile: Json = {
+            "id": user,
+            "team_id": self.team_id,
+            "name": user.lower(),
+            "deleted": False,
+            "real_name": user.title(),
+            "is_bot": False,
+            "is_app_user": False,
+            "is_admin": role in ("admin", "owner", "primary_owner"),
+            "is_owner": role in ("owner", "primary_owner"),
+            "is_primary_owner": role == "primary_owner",
+            "is_restricted": False,
+            "is_ultra_restricted": False,
+            "updated": 1_700_000_000,
         }
+        if str(args.get("include_locale", "")).lower() in ("true", "1"):
+            profile["locale"] = self.locales.get(user, "en-US")
+        return {"user": profile}
 
     def _api_conversations_info(self, args: Json) -> Json:
         channel = str(args.get("channel") or "")
@@ -755,8 +897,26 @@ def _check_blocks(blocks: object) -> None:
                 raise SlackApiFailure("invalid_blocks", extra={"errors": [error]})
         if block["type"] == "markdown":
             markdown_total += len(str(block.get("text", "")))
+        if block["type"] == "actions":
+            _check_actions(i, block)
     if markdown_total > MARKDOWN_BLOCK_LIMIT:
         raise SlackApiFailure("invalid_blocks", extra={"errors": ["markdown text too long"]})
+
+
+def _check_actions(index: int, block: Json) -> None:
+    """An actions block's buttons: how many, and their text, action_id and value lengths."""
+    elements = block.get("elements") or []
+    if not elements or len(elements) > MAX_ACTION_ELEMENTS:
+        error = f"must have 1-{MAX_ACTION_ELEMENTS} elements [json-pointer:/blocks/{index}]"
+        raise SlackApiFailure("invalid_blocks", extra={"errors": [error]})
+    for element in elements:
+        text = str((element.get("text") or {}).get("text", ""))
+        if element.get("type") == "button" and not 0 < len(text) <= MAX_BUTTON_TEXT:
+            raise SlackApiFailure("invalid_blocks", extra={"errors": ["button text length"]})
+        if len(str(element.get("action_id", ""))) > MAX_ACTION_ID:
+            raise SlackApiFailure("invalid_blocks", extra={"errors": ["action_id too long"]})
+        if len(str(element.get("value", ""))) > MAX_BUTTON_VALUE:
+            raise SlackApiFailure("invalid_blocks", extra={"errors": ["value too long"]})
 
 
 def _as_json(message: Message) -> Json:
@@ -772,6 +932,8 @@ def _as_json(message: Message) -> Json:
         data["thread_ts"] = message.thread_ts
     if message.blocks is not None:
         data["blocks"] = message.blocks
+    if message.attachments:
+        data["attachments"] = message.attachments
     return data
 
 
@@ -856,11 +1018,17 @@ class SlackSender:
         return await self.post(body, headers, signature=signature)
 
     async def action(
-        self, action_id: str, value: str, *, user_id: str, channel_id: str
+        self,
+        action_id: str,
+        value: str,
+        *,
+        user_id: str,
+        channel_id: str,
+        message: Message | None = None,
     ) -> Delivery:
-        """POST a button click (interactivity payload)."""
+        """POST a button click (interactivity payload), under ``message`` if given."""
         payload = self._slack.action_payload(
-            action_id, value, user_id=user_id, channel_id=channel_id
+            action_id, value, user_id=user_id, channel_id=channel_id, message=message
         )
         body = urlencode({"payload": json.dumps(payload)}).encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -34,6 +34,12 @@ from tests.support.timing import patient
 JSON = dict[str, Any]
 
 MAX_TEXT_UTF16 = 4096
+MAX_CALLBACK_DATA = 64  # bytes of an inline button's callback_data
+MAX_CALLBACK_ANSWER = 200  # characters of answerCallbackQuery's text
+MAX_INLINE_RESULTS = 50  # results in one answerInlineQuery
+MAX_RESULT_ID = 64  # bytes of an inline result's id
+INLINE_ANSWER_WINDOW = 10.0  # seconds an inline query may be answered in (scaled by time_scale)
+NEVER_STARTED = "Forbidden: bot can't initiate conversation with a user"
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -93,11 +99,14 @@ class User:
     first_name: str
     username: str | None = None
     is_bot: bool = False
+    language_code: str | None = None  # the IETF tag of the user's app language, e.g. "zh-hans"
 
     def to_dict(self) -> JSON:
         data: JSON = {"id": self.id, "is_bot": self.is_bot, "first_name": self.first_name}
         if self.username:
             data["username"] = self.username
+        if self.language_code:
+            data["language_code"] = self.language_code
         return data
 
 
@@ -150,6 +159,7 @@ class FakeMessage:
     kind: str = "text"  # text, sticker, photo, voice, document
     history: list[Version] = field(default_factory=list)
     deleted: bool = False
+    edit_date: int = 0  # when it was last edited (Unix time), as Telegram reports it
 
     @property
     def from_bot(self) -> bool:
@@ -183,7 +193,7 @@ class FakeMessage:
                     data["caption_entities"] = self.entities
             data.update(_media(self.kind, self.message_id))
         if self.edits:
-            data["edit_date"] = self.date
+            data["edit_date"] = self.edit_date or self.date
         if self.reply_markup:
             data["reply_markup"] = self.reply_markup
         if with_reply and self.reply_to is not None:
@@ -210,6 +220,31 @@ def _media(kind: str, seed: int) -> JSON:
     if kind == "voice":
         return {"voice": {**file, "duration": 3}}
     return {"document": {**file, "file_name": "notes.pdf"}}
+
+
+@dataclass(slots=True)
+class InlineMessage:
+    """A message a user sent "via @bot" from an inline result; the bot edits it by its id only."""
+
+    inline_message_id: str
+    chat: Chat  # where it was sent (the bot is never told; its flood rules still apply)
+    sender: User
+    text: str
+    entities: list[JSON]
+    reply_markup: JSON | None = None
+    history: list[Version] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class InlineQuery:
+    """An inline query a user typed, open for answers for a few seconds."""
+
+    id: str
+    user: User
+    query: str
+    chat_type: str
+    opened_at: float
+    answer: JSON | None = None
 
 
 @dataclass(slots=True)
@@ -309,7 +344,9 @@ class FakeTelegram:
         self.rules = rules or RateRules()
         self.chats: dict[int, ChatState] = {}
         self.calls: list[ApiCall] = []
-        self.commands: dict[str, list[JSON]] = {}
+        self.commands: dict[str, list[JSON]] = {}  # by scope, for every language
+        # by (scope, language_code): the menus users whose app speaks that language see
+        self.localized_commands: dict[tuple[str, str], list[JSON]] = {}
         self.callback_answers: dict[str, JSON] = {}
         self.users: dict[int, User] = {}  # everyone who wrote somewhere (getChatMember knows them)
         self.member_status: dict[tuple[int, int], str] = {}  # (chat, user) → creator, …
@@ -324,6 +361,9 @@ class FakeTelegram:
         self._user_ids = itertools.count(1_000)
         self._group_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
+        self.inline_queries: dict[str, InlineQuery] = {}
+        self.inline_messages: dict[str, InlineMessage] = {}
+        self._inline_ids = itertools.count(1)
         self._global_writes: deque[float] = deque()
         self._changed = asyncio.Condition()
         self._poll_generation = 0
@@ -507,9 +547,15 @@ class FakeTelegram:
 
     # -- users, chats, updates -------------------------------------------------------------
 
-    def new_user(self, first_name: str = "Alice", *, username: str | None = None) -> User:
-        """A fresh user with a unique id."""
-        user = User(next(self._user_ids), first_name, username)
+    def new_user(
+        self,
+        first_name: str = "Alice",
+        *,
+        username: str | None = None,
+        language_code: str | None = None,
+    ) -> User:
+        """A fresh user with a unique id (and their app's language, if given)."""
+        user = User(next(self._user_ids), first_name, username, language_code=language_code)
         self.users[user.id] = user
         return user
 
@@ -660,6 +706,7 @@ class FakeTelegram:
     async def edit_user_message(self, message: FakeMessage, text: str) -> JSON:
         """The user edits an earlier message (Telegram sends edited_message)."""
         message.text = text
+        message.edit_date = int(time.time())
         message.history.append(Version(text, message.entities, self._clock()))
         return await self.deliver(message, edited=True)
 
@@ -684,6 +731,74 @@ class FakeTelegram:
         }
         self._open_queries.add(query_id)
         return await self.push(update)
+
+    async def press_inline_button(self, user: User, inline: InlineMessage, data: str) -> JSON:
+        """``user`` presses a button under an inline message (the query names no message)."""
+        query_id = str(next(self._callback_ids))
+        update = {
+            "update_id": next(self._update_ids),
+            "callback_query": {
+                "id": query_id,
+                "from": user.to_dict(),
+                "chat_instance": f"ci{inline.chat.id}",
+                "data": data,
+                "inline_message_id": inline.inline_message_id,
+            },
+        }
+        self._open_queries.add(query_id)
+        return await self.push(update)
+
+    async def inline_query(self, user: User, query: str, *, chat_type: str = "supergroup") -> str:
+        """``user`` types ``@bot query`` in a chat of ``chat_type``; returns the query's id."""
+        query_id = f"iq{next(self._inline_ids)}"
+        self.users.setdefault(user.id, user)
+        self.inline_queries[query_id] = InlineQuery(query_id, user, query, chat_type, self._clock())
+        await self.push(
+            {
+                "update_id": next(self._update_ids),
+                "inline_query": {
+                    "id": query_id,
+                    "from": user.to_dict(),
+                    "query": query,
+                    "offset": "",
+                    "chat_type": chat_type,
+                },
+            }
+        )
+        return query_id
+
+    async def choose_inline_result(
+        self, query_id: str, chat: Chat, *, index: int = 0
+    ) -> InlineMessage | None:
+        """The user sends result ``index`` of the query's answer into ``chat``.
+
+        Telegram tells the bot (chosen_inline_result, with inline feedback on) and gives an
+        inline_message_id only when the result carries an inline keyboard; None then.
+        """
+        query = self.inline_queries[query_id]
+        assert query.answer is not None, "the bot never answered the inline query"
+        result = _json_list(query.answer.get("results"))[index]
+        content = result["input_message_content"]
+        markup = result.get("reply_markup")
+        inline = InlineMessage(
+            f"im{next(self._inline_ids)}AAAA{query_id}",
+            chat,
+            query.user,
+            str(content["message_text"]),
+            list(content.get("entities") or []),
+            reply_markup=markup,
+        )
+        inline.history.append(Version(inline.text, inline.entities, self._clock()))
+        chosen: JSON = {
+            "result_id": result["id"],
+            "from": query.user.to_dict(),
+            "query": query.query,
+        }
+        if markup:
+            self.inline_messages[inline.inline_message_id] = inline
+            chosen["inline_message_id"] = inline.inline_message_id
+        await self.push({"update_id": next(self._update_ids), "chosen_inline_result": chosen})
+        return inline if markup else None
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -730,7 +845,7 @@ class FakeTelegram:
             **self.bot.to_dict(),
             "can_join_groups": True,
             "can_read_all_group_messages": False,
-            "supports_inline_queries": False,
+            "supports_inline_queries": True,  # /setinline at @BotFather
             "can_connect_to_business": False,
             "has_main_web_app": False,
         }
@@ -831,13 +946,22 @@ class FakeTelegram:
                 raise bad_request("BOT_COMMAND_INVALID")
             if not 1 <= len(str(command.get("description", ""))) <= 256:
                 raise bad_request("BOT_COMMAND_DESCRIPTION_INVALID")
-        scope = params.get("scope")
-        key = json.dumps(_json_obj(scope), sort_keys=True) if scope else "default"
-        self.commands[key] = commands
+        language = str(params.get("language_code") or "")
+        if language and not (len(language) == 2 and language.isascii() and language.isalpha()):
+            raise bad_request("LANGUAGE_CODE_INVALID")  # an ISO 639-1 code, two letters
+        key = _scope_key(params)
+        if language:
+            self.localized_commands[(key, language.lower())] = commands
+        else:
+            self.commands[key] = commands
         return True
 
     async def _m_getmycommands(self, params: JSON, call: ApiCall) -> list[JSON]:
-        return self.commands.get("default", [])
+        key = _scope_key(params)
+        language = str(params.get("language_code") or "").lower()
+        if language:
+            return self.localized_commands.get((key, language), [])
+        return self.commands.get(key, [])
 
     async def _m_getchatmember(self, params: JSON, call: ApiCall) -> JSON:
         """A ChatMember object of the subtype its status names, as the Bot API answers."""
@@ -864,8 +988,25 @@ class FakeTelegram:
             raise bad_request(
                 "query is too old and response timeout expired or query ID is invalid"
             )
+        if len(str(params.get("text") or "")) > MAX_CALLBACK_ANSWER:
+            raise bad_request("MESSAGE_TOO_LONG")
         self._open_queries.discard(query_id)
         self.callback_answers[query_id] = params
+        return True
+
+    async def _m_answerinlinequery(self, params: JSON, call: ApiCall) -> bool:
+        """Only within the query's window, once, with at most 50 well-formed results."""
+        query = self.inline_queries.get(str(params.get("inline_query_id") or ""))
+        window = INLINE_ANSWER_WINDOW * self.rules.time_scale
+        if query is None or query.answer is not None or self._clock() - query.opened_at > window:
+            raise bad_request("QUERY_ID_INVALID")
+        results = _json_list(params.get("results"))
+        if len(results) > MAX_INLINE_RESULTS:
+            raise bad_request("RESULTS_TOO_MUCH")
+        seen: set[str] = set()
+        for result in results:
+            _check_inline_result(result, seen)
+        query.answer = {**params, "results": results}
         return True
 
     async def _m_sendmessage(self, params: JSON, call: ApiCall) -> JSON:
@@ -894,16 +1035,18 @@ class FakeTelegram:
             entities=entities,
             thread_id=thread,
             reply_to=reply_to,
-            reply_markup=_json_obj(params["reply_markup"]) if params.get("reply_markup") else None,
+            reply_markup=_checked_markup(params),
         )
         message.history.append(Version(text, entities, self._clock()))
         state.next_message_id += 1
         state.messages[message.message_id] = message
         return message.to_dict()
 
-    async def _m_editmessagetext(self, params: JSON, call: ApiCall) -> JSON:
+    async def _m_editmessagetext(self, params: JSON, call: ApiCall) -> JSON | bool:
         if params.get("inline_message_id"):
-            raise bad_request("inline messages are not supported by the fake")
+            inline = self._inline_message(params)
+            text, entities = self._text(params)
+            return self._edit_inline(inline, text, entities, _checked_markup(params), call)
         state = self._chat(params)
         message_id = _int(params.get("message_id"), 0)
         text, entities = self._text(params)
@@ -912,7 +1055,7 @@ class FakeTelegram:
             raise bad_request("message to edit not found")
         if not message.from_bot:
             raise bad_request("message can't be edited")
-        markup = _json_obj(params["reply_markup"]) if params.get("reply_markup") else None
+        markup = _checked_markup(params)  # none given: Telegram removes the inline keyboard
         if text == message.text and entities == message.entities and markup == message.reply_markup:
             raise bad_request(NOT_MODIFIED[len("Bad Request: ") :])
         self._spend(state, call)
@@ -921,6 +1064,46 @@ class FakeTelegram:
         message.reply_markup = markup
         message.history.append(Version(text, entities, self._clock()))
         return message.to_dict()
+
+    async def _m_editmessagereplymarkup(self, params: JSON, call: ApiCall) -> JSON | bool:
+        markup = _checked_markup(params)
+        if params.get("inline_message_id"):
+            inline = self._inline_message(params)
+            return self._edit_inline(inline, inline.text, inline.entities, markup, call)
+        state = self._chat(params)
+        message = state.messages.get(_int(params.get("message_id"), 0))
+        if message is None or message.deleted:
+            raise bad_request("message to edit not found")
+        if markup == message.reply_markup:
+            raise bad_request(NOT_MODIFIED[len("Bad Request: ") :])
+        self._spend(state, call)
+        message.reply_markup = markup
+        return message.to_dict()
+
+    def _inline_message(self, params: JSON) -> InlineMessage:
+        """The inline message an edit names; with inline_message_id there is no chat_id."""
+        if params.get("chat_id") or params.get("message_id"):
+            raise bad_request("can't specify chat_id or message_id together with inline_message_id")
+        inline = self.inline_messages.get(str(params["inline_message_id"]))
+        if inline is None:
+            raise bad_request("MESSAGE_ID_INVALID")
+        return inline
+
+    def _edit_inline(
+        self,
+        inline: InlineMessage,
+        text: str,
+        entities: list[JSON],
+        markup: JSON | None,
+        call: ApiCall,
+    ) -> bool:
+        """Edit an inline message under the flood rules of the chat it was sent to."""
+        if text == inline.text and entities == inline.entities and markup == inline.reply_markup:
+            raise bad_request(NOT_MODIFIED[len("Bad Request: ") :])
+        self._spend(self.state(inline.chat), call)
+        inline.text, inline.entities, inline.reply_markup = text, entities, markup
+        inline.history.append(Version(text, entities, self._clock()))
+        return True  # Telegram answers True, not a Message, for inline messages
 
     async def _m_deletemessage(self, params: JSON, call: ApiCall) -> bool:
         state = self._chat(params)
@@ -990,6 +1173,8 @@ class FakeTelegram:
         except ValueError:
             raise bad_request("chat not found") from None
         if chat_id not in self.chats:
+            if chat_id in self.users:  # a person who never opened the bot's private chat
+                raise ApiError(403, NEVER_STARTED)
             raise bad_request("chat not found")
         return self.chats[chat_id]
 
@@ -1062,6 +1247,52 @@ MEMBER_STATUSES: dict[str, JSON] = {
 
 def _too_many(seconds: int) -> ApiError:
     return ApiError(429, f"Too Many Requests: retry after {seconds}", {"retry_after": seconds})
+
+
+def _checked_markup(params: JSON) -> JSON | None:
+    """An inline keyboard as Telegram checks it: rows of buttons with text and 1-64 bytes of
+    callback data (or a URL)."""
+    if not params.get("reply_markup"):
+        return None
+    markup = _json_obj(params["reply_markup"])
+    rows = markup.get("inline_keyboard")
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise bad_request(
+            "can't parse inline keyboard button: InlineKeyboardButton must be an Object"
+        )
+    for row in rows:
+        for button in row:
+            if not str(button.get("text") or "").strip():
+                raise bad_request("BUTTON_TEXT_INVALID")
+            data = button.get("callback_data")
+            if data is None and not button.get("url"):
+                raise bad_request(
+                    "can't parse inline keyboard button: "
+                    "Text buttons are unallowed in the inline keyboard"
+                )
+            if data is not None and not 1 <= len(str(data).encode()) <= MAX_CALLBACK_DATA:
+                raise bad_request("BUTTON_DATA_INVALID")
+    return markup
+
+
+def _check_inline_result(result: JSON, seen: set[str]) -> None:
+    """One InlineQueryResultArticle as Telegram checks it (the only type Parley sends)."""
+    result_id = str(result.get("id") or "")
+    if not 1 <= len(result_id.encode()) <= MAX_RESULT_ID:
+        raise bad_request("RESULT_ID_INVALID")
+    if result_id in seen:
+        raise bad_request("RESULT_ID_DUPLICATE")
+    seen.add(result_id)
+    if result.get("type") != "article":
+        raise bad_request("RESULT_TYPE_INVALID")
+    if not str(result.get("title") or "").strip():
+        raise bad_request("RESULT_TITLE_EMPTY")
+    content = result.get("input_message_content")
+    if not isinstance(content, dict) or "message_text" not in content:
+        raise bad_request("can't parse inline query result: input_message_content is required")
+    _checked_text({"text": content["message_text"], "entities": content.get("entities")})
+    if result.get("reply_markup"):
+        _checked_markup({"reply_markup": result["reply_markup"]})
 
 
 def _checked_text(params: JSON) -> tuple[str, list[JSON]]:
@@ -1220,3 +1451,9 @@ def _error(exc: ApiError) -> web.Response:
     if exc.parameters:
         body["parameters"] = exc.parameters
     return web.json_response(body, status=exc.code)
+
+
+def _scope_key(params: JSON) -> str:
+    """A BotCommandScope as a key ("default" for the default scope)."""
+    scope = params.get("scope")
+    return json.dumps(_json_obj(scope), sort_keys=True) if scope else "default"

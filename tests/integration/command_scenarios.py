@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from core import texts
+from core.answer import CONTINUE_PROMPT
 from core.commands import CommandName
+from core.conversation import ConversationKey
 from core.surfaces import SURFACES
+from tests.fakes.fake_slack import wait_until
 from tests.fakes.fake_vllm import Reply
-from tests.support.messengers import Messenger
+from tests.support.messengers import CHINESE, Messenger
 
 Scenario = Callable[[Messenger], Awaitable[None]]
 PERSONAS = {"personas_file": str(Path(__file__).parents[1] / "support" / "personas.yaml")}
@@ -343,6 +346,161 @@ async def stats_count_chats_per_persona(m: Messenger) -> None:
     assert "• tutor: 1" in stats
 
 
+async def a_chinese_speaker_is_answered_in_chinese_from_the_start(m: Messenger) -> None:
+    await one_quota_minute()
+    first = CommandName.START if m.name == "telegram" else CommandName.HELP
+    welcome = await m.command(CHINESE, first)
+    english = await m.command("alice", first)
+    if first is CommandName.START:
+        assert welcome.startswith("👋 你好，我是 Parley")
+        assert english.startswith("👋 Hi, I'm Parley")
+    surface = SURFACES[m.name]
+    help_zh = await m.command(CHINESE, CommandName.HELP)
+    assert f"{surface.bare(CommandName.RESET)} — 忘掉我们在这里的对话" in help_zh
+    assert "Forget our conversation here" not in help_zh
+    assert "Forget our conversation here" in await m.command("alice", CommandName.HELP)
+    await m.say(CHINESE, "你好")
+    await m.say(CHINESE, "再来一次")  # over QUOTA_MESSAGES_PER_MINUTE=1: refused, in Chinese
+    assert any(a.startswith("你已达到使用上限（每分钟消息数）") for a in m.answers(CHINESE))
+    await m.say("alice", "hello")
+    await m.say("alice", "again")
+    assert any(
+        a.startswith("You've reached your limit (messages per minute)") for a in m.answers("alice")
+    )
+    assert len(m.vllm.requests) == 2
+    assert (
+        await m.command(CHINESE, CommandName.STATS)
+        == "抱歉，只有机器人的管理员才能这样做。没有做任何更改。"
+    )
+
+
+async def language_overrides_the_platform_and_forget_removes_it(m: Messenger) -> None:
+    shown = await m.command("alice", CommandName.LANGUAGE)
+    assert shown.startswith("Language: English (your language setting on ")
+    assert m.choices() == ["✓ English", "简体中文"]
+    assert (
+        await m.command("alice", CommandName.LANGUAGE, "zh-CN")
+        == "好的：从现在起我用简体中文和你交流。"
+    )
+    assert "查看或选择我使用的语言" in await m.command("alice", CommandName.HELP)
+    assert (await m.command("alice", CommandName.LANGUAGE)).startswith(
+        "语言： 简体中文（你选择的）"
+    )
+    assert m.choices() == ["English", "✓ 简体中文"]
+    assert await m.command("alice", CommandName.RESET) == "这里没有需要忘掉的内容。"
+    forgotten = await m.command("alice", CommandName.FORGET)
+    assert forgotten.startswith("已删除 0 段对话")  # said in the language chosen until now
+    assert await m.command("alice", CommandName.RESET) == texts.RESET_NOTHING  # English again
+    said = await m.pick(CHINESE, "English")  # a button picks it too
+    assert said == "Done: from now on I speak English with you."
+    assert await m.command(CHINESE, CommandName.RESET) == texts.RESET_NOTHING
+    back = await m.command(CHINESE, CommandName.LANGUAGE, "auto")
+    assert back.startswith("好的：我重新跟随你在 ")
+    assert back.endswith("的语言设置（简体中文）。")
+    unknown = await m.command("alice", CommandName.LANGUAGE, "klingon")
+    assert unknown.startswith("I don't speak 'klingon' yet.")
+
+
+async def stats_count_conversations_per_language(m: Messenger) -> None:
+    await m.say("alice", "hello")
+    await m.say("bob", "hi")
+    await m.say(CHINESE, "你好")
+    await m.say(CHINESE, "还在吗")  # the same conversation: counted once
+    stats = await m.command("admin", CommandName.STATS)
+    assert "• English: 2 today, 2 in total" in stats
+    assert "• 简体中文: 1 today, 1 in total" in stats
+
+
+async def history(m: Messenger, person: str) -> list[str]:
+    """The person's private conversation as stored."""
+    key = ConversationKey(m.name, _private_chat(m, person), m.user_id(person))
+    return [message.content for message in await m.service.runner.store.load(key)]
+
+
+def _private_chat(m: Messenger, person: str) -> str:
+    """The id of the person's private chat with the bot on this platform."""
+    return m.user_id(person) if m.name == "telegram" else f"D{m.user_id(person)}"
+
+
+async def stop_button_keeps_what_was_shown_and_stops_the_model(m: Messenger) -> None:
+    m.vllm.token_interval = 0.02
+    m.vllm.script(Reply("r", " ".join(f"w{i}" for i in range(3000))))
+    await m.send("alice", "talk a lot")
+    await wait_until(
+        lambda: (
+            bool(m.answers("alice"))
+            and "w3" in m.answers("alice")[-1]
+            and m.answer_buttons("alice") == ["⏹ Stop"]
+        ),
+        timeout=30,
+    )
+    assert await m.press_answer("alice", "⏹") == ""
+    shown = m.answers("alice")[-1]
+    assert shown.endswith("⏹ Stopped."), shown
+    assert "w2999" not in shown
+    assert m.vllm.aborted == 1  # the model request was closed, not left to run
+    assert m.answer_buttons("alice") == ["🔄 Regenerate"]
+    stored = await history(m, "alice")
+    assert stored[0] == "talk a lot"
+    assert stored[1] in shown
+
+
+async def regenerate_replaces_the_answer_in_place(m: Messenger) -> None:
+    m.vllm.script(Reply("r", "first answer"), Reply("r", "second answer"))
+    await m.say("alice", "question one")
+    assert m.answer_buttons("alice") == ["🔄 Regenerate"]
+    before = len(m.answers("alice"))
+    assert await m.press_answer("alice", "🔄") == ""
+    assert m.answers("alice")[-1] == "second answer"
+    assert len(m.answers("alice")) == before  # written over the same message
+    assert user_turns(m.vllm.requests[1]) == ["question one"]
+    assert await history(m, "alice") == ["question one", "second answer"]
+    assert m.answer_buttons("alice") == ["🔄 Regenerate"]
+
+
+async def only_the_asker_or_an_admin_may_press(m: Messenger) -> None:
+    await m.say("alice", "question one")
+    shown = await m.press_answer("bob", "🔄", under="alice", refused=True)
+    assert shown == m.service.phrases.not_yours
+    assert len(m.vllm.requests) == 1  # nothing reached the model
+    await m.press_answer("admin", "🔄", under="alice")  # an admin may
+    assert len(m.vllm.requests) == 2
+    assert await history(m, "alice") == ["question one", "You said: question one"]
+
+
+async def continue_goes_on_where_the_token_limit_cut(m: Messenger) -> None:
+    m.vllm.script(Reply("r", " ".join(f"a{i}" for i in range(200))), Reply("r", "and the rest."))
+    await m.say("alice", "a long one")
+    assert m.answer_buttons("alice") == ["🔄 Regenerate", "➡ Continue"]
+    cut = (await history(m, "alice"))[1]
+    await m.press_answer("alice", "➡")
+    request = m.vllm.requests[1]["messages"]
+    assert [x["content"] for x in request if x["role"] == "assistant"] == [cut]
+    assert user_turns(m.vllm.requests[1])[-1] == CONTINUE_PROMPT
+    question, whole = await history(m, "alice")
+    assert question == "a long one"
+    assert whole.startswith(cut)
+    assert whole.endswith("and the rest.")
+    assert not whole[len(cut) : -len("and the rest.")].strip()
+    assert m.answers("alice")[-1].startswith(cut)
+    assert m.answers("alice")[-1].endswith("and the rest.")
+
+
+async def an_edited_question_is_answered_again_once(m: Messenger) -> None:
+    await m.say("alice", "what is 2+2")
+    before = len(m.answers("alice"))
+    await m.edit_last("alice", "what is 3+3")
+    assert m.answers("alice")[-1] == "You said: what is 3+3"
+    assert len(m.answers("alice")) == before  # in place
+    assert await history(m, "alice") == ["what is 3+3", "You said: what is 3+3"]
+    await m.edit_last("alice", "what is 3+3", again=True)  # the same edit delivered again
+    assert len(m.vllm.requests) == 2
+    await m.say("alice", "next")
+    await m.edit_last("alice", "next!")  # the newest question may be edited again
+    assert len(m.vllm.requests) == 4
+    assert (await history(m, "alice"))[-2:] == ["next!", "You said: next!"]
+
+
 CASES = [
     Case(help_shows_admin_commands_only_to_admins),
     Case(admin_commands_are_refused_to_others_and_change_nothing),
@@ -365,4 +523,12 @@ CASES = [
     Case(unknown_persona_gets_the_list, PERSONAS),
     Case(instructions_are_set_shown_and_cleared, PERSONAS),
     Case(stats_count_chats_per_persona, PERSONAS),
+    Case(a_chinese_speaker_is_answered_in_chinese_from_the_start, {"quota_messages_per_minute": 1}),
+    Case(language_overrides_the_platform_and_forget_removes_it),
+    Case(stats_count_conversations_per_language),
+    Case(stop_button_keeps_what_was_shown_and_stops_the_model),
+    Case(regenerate_replaces_the_answer_in_place),
+    Case(only_the_asker_or_an_admin_may_press),
+    Case(continue_goes_on_where_the_token_limit_cut, {"llm_max_tokens": 120}),
+    Case(an_edited_question_is_answered_again_once),
 ]

@@ -50,8 +50,12 @@ def store_settings(request: pytest.FixtureRequest, where: str) -> dict[str, Any]
     return {}
 
 
+CHINESE = "li"  # a person whose app (Telegram) or workspace profile (Slack) is in Chinese
+
+
 class Messenger(Protocol):
-    """A platform as its users see it; people are named 'alice', 'bob', 'admin', 'admin2'."""
+    """A platform as its users see it; people are named 'alice', 'bob', 'admin', 'admin2', and
+    'li', whose platform says they speak Simplified Chinese."""
 
     name: str
     vllm: FakeVLLM
@@ -101,6 +105,27 @@ class Messenger(Protocol):
         """The model's answers (and Parley's notes) in the person's private chat, oldest first."""
         ...
 
+    def answer_buttons(self, person: str) -> list[str]:
+        """The labels of the buttons under the newest answer in the person's private chat."""
+        ...
+
+    async def send(self, person: str, text: str) -> None:
+        """The person writes to the bot in private and does not wait for the answer."""
+        ...
+
+    async def press_answer(
+        self, person: str, label: str, *, under: str = "", refused: bool = False
+    ) -> str:
+        """``person`` presses the button starting with ``label`` under the newest answer in
+        ``under``'s private chat (their own by default), waits for what it started; returns
+        what only the presser was shown ('' if nothing; ``refused``: something is)."""
+        ...
+
+    async def edit_last(self, person: str, text: str, *, again: bool = False) -> None:
+        """The person edits their newest message to ``text`` and waits; ``again`` delivers that
+        same edit once more, as a platform may."""
+        ...
+
 
 def _mrkdwn(body: dict[str, Any]) -> list[str]:
     """The parts of a Slack message Slack parses as mrkdwn (plain_text never acts)."""
@@ -131,6 +156,7 @@ class TelegramMessenger:
             "bob": telegram.new_user("Bob"),
             "admin": User(ADMIN_ID, "Root"),
             "admin2": User(SECOND_ADMIN_TG, "Deputy"),
+            CHINESE: telegram.new_user("Li", language_code="zh-hans"),
         }
         self._question: FakeMessage | None = None
         self._choices: FakeMessage | None = None
@@ -161,7 +187,7 @@ class TelegramMessenger:
                 first = markup["inline_keyboard"][0][0]["callback_data"]
                 if first.startswith("cf|"):
                     self._question = message
-                else:
+                elif first.startswith("pk|"):
                     self._choices = message
         return _plain(messages[-1].text) if messages else ""
 
@@ -201,6 +227,37 @@ class TelegramMessenger:
     def raw_replies(self) -> list[str]:
         return list(self._raw)
 
+    def _newest_answer(self, person: str) -> FakeMessage:
+        return self.telegram.bot_messages(self._people[person].id)[-1]
+
+    def answer_buttons(self, person: str) -> list[str]:
+        markup = self._newest_answer(person).reply_markup
+        return [b["text"] for row in markup["inline_keyboard"] for b in row] if markup else []
+
+    async def send(self, person: str, text: str) -> None:
+        await self.telegram.private_text(self._people[person], text)
+
+    async def press_answer(
+        self, person: str, label: str, *, under: str = "", refused: bool = False
+    ) -> str:
+        message = self._newest_answer(under or person)
+        assert message.reply_markup is not None, "no buttons under the newest answer"
+        buttons = [b for row in message.reply_markup["inline_keyboard"] for b in row]
+        (data,) = [b["callback_data"] for b in buttons if b["text"].startswith(label)]
+        update = await self.telegram.press_button(self._people[person], message, data)
+        await idle(self.bot, self.telegram)
+        answer = self.telegram.callback_answers[update["callback_query"]["id"]]
+        return str(answer.get("text") or "")
+
+    async def edit_last(self, person: str, text: str, *, again: bool = False) -> None:
+        user = self._people[person]
+        mine = [m for m in self.telegram.messages(user.id) if m.sender.id == user.id]
+        if again:
+            await self.telegram.deliver(mine[-1], edited=True)  # a new update, the same edit
+        else:
+            await self.telegram.edit_user_message(mine[-1], text)
+        await idle(self.bot, self.telegram)
+
 
 class SlackMessenger:
     """Parley's Slack bot (HTTP mode) against the fake Slack; private means a DM."""
@@ -215,12 +272,16 @@ class SlackMessenger:
             "bob": "U0BOB",
             "admin": "U0ADMIN",
             "admin2": SECOND_ADMIN_SLACK,
+            CHINESE: "U0LI",
         }
+        bot.slack.locales["U0LI"] = "zh-CN"  # what users.info says with include_locale
         self._question_id = ""
         self._question_text = ""
         self._question_open = False
         self._choices: list[tuple[str, str, str]] = []  # label, action id, value
         self._raw: list[str] = []
+        self._sent: dict[str, dict[str, Any]] = {}  # each person's newest message event
+        self._edits: dict[str, dict[str, Any]] = {}  # and its newest edit event
 
     @property
     def service(self) -> ChatService:
@@ -235,8 +296,12 @@ class SlackMessenger:
     async def say(self, person: str, text: str) -> None:
         channel = self._dm(person)
         count = len(self.bot.slack.bot_replies(channel, None))
-        await self.bot.dm(self._people[person], text, channel=channel)
+        await self.send(person, text)
         await self.bot.answered(channel, None, count=count + 1)
+
+    async def send(self, person: str, text: str) -> None:
+        event = await self.bot.dm(self._people[person], text, channel=self._dm(person))
+        self._sent[person] = event
 
     async def command(self, person: str, name: CommandName, *args: str) -> str:
         channel = self._dm(person)
@@ -306,3 +371,45 @@ class SlackMessenger:
 
     def raw_replies(self) -> list[str]:
         return list(self._raw)
+
+    def answer_buttons(self, person: str) -> list[str]:
+        newest = self.bot.slack.bot_replies(self._dm(person), None)[-1]
+        return [str(b["text"]["text"]) for b in newest.buttons]
+
+    async def _settled(self) -> None:
+        """Every turn over and every stream stopped."""
+        await asyncio.sleep(0.05)
+        await wait_until(lambda: self.service.lifecycle.in_flight == 0, timeout=30)
+        await wait_until(lambda: not any(m.streaming for m in self.bot.slack.messages))
+        await self.bot.idle()
+
+    async def press_answer(
+        self, person: str, label: str, *, under: str = "", refused: bool = False
+    ) -> str:
+        channel = self._dm(under or person)
+        newest = self.bot.slack.bot_replies(channel, None)[-1]
+        (button,) = [b for b in newest.buttons if str(b["text"]["text"]).startswith(label)]
+        before = len(self.bot.slack.responses)
+        click = await self.bot.sender.action(
+            button["action_id"],
+            button["value"],
+            user_id=self._people[person],
+            channel_id=channel,
+            message=newest,
+        )
+        assert click.status == 200
+        if refused:
+            await wait_until(lambda: len(self.bot.slack.responses) > before)
+        await self._settled()
+        responses = self.bot.slack.responses[before:]
+        return _plain(str(responses[-1]["text"])) if responses else ""
+
+    async def edit_last(self, person: str, text: str, *, again: bool = False) -> None:
+        if again:
+            event = self._edits[person]
+        else:
+            event = self.bot.slack.edit_event(self._sent[person], text)
+            self._edits[person] = event
+        delivery = await self.bot.sender.event(event)  # a new event_id each time
+        assert delivery.status == 200, delivery
+        await self._settled()

@@ -9,7 +9,7 @@ from enum import StrEnum
 from core.clock import Clock, LoopClock
 from core.errors import MessageGone, MessageRejected, RateLimited
 from core.pacing import IntervalPacer
-from core.sink import Content, MessageRef, SinkLimits, measure, plain
+from core.sink import NO_CONTROLS, Content, Controls, MessageRef, SinkLimits, measure, plain
 
 _EPSILON = 1e-5  # clocks have a resolution (looptime: 1 µs); that is not a pacing fault
 
@@ -61,6 +61,7 @@ class RecordingSink:
     clock: Clock = field(default_factory=LoopClock)
     calls: list[Call] = field(default_factory=list)
     shown: dict[MessageRef, Content] = field(default_factory=dict)  # what each message shows
+    buttons: dict[MessageRef, Controls] = field(default_factory=dict)  # and the buttons under it
     violations: list[str] = field(default_factory=list)
     _pacer: IntervalPacer | None = None
     _faults: list[Callable[[], Exception]] = field(default_factory=list)
@@ -83,23 +84,35 @@ class RecordingSink:
             self._pacer = IntervalPacer(self.sink_limits.min_interval, self.clock)
         return self._pacer
 
-    async def send(self, content: Content, *, final: bool = False) -> MessageRef:
+    async def send(
+        self, content: Content, *, final: bool = False, controls: Controls = NO_CONTROLS
+    ) -> MessageRef:
         """Post a new message, as a platform would: checked, paced, maybe failing."""
         self._write_arrived(Op.SEND, None, content, final)
         ref = f"m{self._next_ref}"
         self._next_ref += 1
         self.shown[ref] = content
+        self.buttons[ref] = controls
         self._record(Op.SEND, ref, content, final, Outcome.OK)
         return ref
 
-    async def edit(self, ref: MessageRef, content: Content, *, final: bool = False) -> None:
+    async def edit(
+        self,
+        ref: MessageRef,
+        content: Content,
+        *,
+        final: bool = False,
+        controls: Controls = NO_CONTROLS,
+    ) -> None:
         """Replace a message's content; the same content again is a no-op, not an error."""
         self._write_arrived(Op.EDIT, ref, content, final)
         if ref in self._gone or ref not in self.shown:
             self._record(Op.EDIT, ref, content, final, Outcome.GONE)
             raise MessageGone(f"message {ref} to edit not found")
-        outcome = Outcome.NOOP if self.shown[ref] == content else Outcome.OK
+        same = self.shown[ref] == content and self.buttons.get(ref, NO_CONTROLS) == controls
+        outcome = Outcome.NOOP if same else Outcome.OK
         self.shown[ref] = content
+        self.buttons[ref] = controls
         self._record(Op.EDIT, ref, content, final, outcome)
 
     async def typing(self) -> None:

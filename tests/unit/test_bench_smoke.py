@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from tests.services import missing_service
-from tools.bench import fig_context
+from tools.bench import fig_context, micro, plots
 from tools.bench.config import smoke
-from tools.bench.env import redis_available
+from tools.bench.env import redis_available, running_env
 from tools.bench.model_server import ModelServer
+from tools.bench.procs import plan_cpus
 from tools.bench.results import Figure, percentile, table
 from tools.bench.runner import report
 
@@ -63,7 +65,7 @@ def test_context_figure() -> None:
     assert figure.details["kept_messages"] > 0
 
 
-async def test_every_figure_runs_at_tiny_sizes() -> None:
+async def test_every_figure_runs_at_tiny_sizes(tmp_path: Path) -> None:
     if not redis_available():
         missing_service("redis-server")
     figures, body = await report(TINY, with_vllm=False, say=lambda _: None)
@@ -79,9 +81,32 @@ async def test_every_figure_runs_at_tiny_sizes() -> None:
     assert "--no-vllm" in by_number[6].note
     assert json.loads(json.dumps(body))["figures"][0]["number"] == 1
     assert all(f"{n}  " in table(figures) for n in range(1, 7))
+    drawn = plots.draw(json.loads(json.dumps(body)), tmp_path)
+    assert sorted(p.name for p in drawn) == ["cpu-per-token.png", "lag-vs-streams.png"]
+    assert all(p.stat().st_size > 0 for p in drawn)
 
 
 @pytest.mark.parametrize("direction", ["<=", ">="])
 def test_verdicts(direction: str) -> None:
     figure = Figure(9, "x", 1.0, "ms", 2.0, direction)  # type: ignore[arg-type]
     assert figure.met is (direction == "<=")
+
+
+async def test_every_micro_stage_runs_at_tiny_sizes() -> None:
+    if not redis_available():
+        missing_service("redis-server")
+    async with running_env(plan_cpus()) as env:
+        lines = [
+            await micro.token_path(env, 2, 3, 1),
+            await micro.edits(env, 2, 2, "aiohttp"),
+            await micro.edits(env, 2, 2, "httpx"),
+            await micro.slack_edits(env, 2, 2),
+            await micro.memory(env, 2, answer_tokens=4),
+        ]
+    assert [line.split(":")[0] for line in lines] == [
+        "token path",
+        "edits via aiohttp",
+        "edits via httpx",
+        "slack edits",
+        "memory",
+    ]

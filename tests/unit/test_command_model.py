@@ -56,6 +56,7 @@ def test_menus_come_from_the_catalogue() -> None:
         "usage",
         "persona",
         "instructions",
+        "language",
     ]
     admin = [c.command for c in ADMIN_MENU]
     assert admin[: len(public)] == public

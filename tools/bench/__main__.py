@@ -12,6 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
+from bots import event_loop
+from tools.bench import plots
 from tools.bench.config import BenchConfig, smoke
 from tools.bench.results import table, write_json
 from tools.bench.runner import ALL, report
@@ -36,6 +38,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-vllm", action="store_true", help="skip figure 6 (real vLLM)")
     parser.add_argument("--only", help="comma-separated figure numbers, e.g. 1,5")
     parser.add_argument("--levels", help="concurrency levels for figure 2, e.g. 100,250,500")
+    parser.add_argument(
+        "--asyncio", action="store_true", help="plain asyncio even where uvloop is installed"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds, not minutes)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
     return parser.parse_args(argv)
@@ -59,15 +64,21 @@ def main(argv: list[str] | None = None) -> int:
     counter = _Counter()
     logging.getLogger().addHandler(counter)
     say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    figures, body = asyncio.run(report(cfg, selected, with_vllm=not args.no_vllm, say=say))
+    run = asyncio.run if args.asyncio else event_loop.runner()
+    figures, body = run(report(cfg, selected, with_vllm=not args.no_vllm, say=say))
+    body["event_loop"] = run.__module__.split(".")[0]
     body["logged_warnings"] = counter.count
     write_json(args.out, body)
+    drawn = plots.draw(body, args.out.parent)
     print(table(figures))
     print(
         f"\nload average before/after: {body['load_average']['before']} / "
         f"{body['load_average']['after']} on {body['machine']['nproc']} CPUs; "
-        f"{counter.count} warnings logged to {log_path}; JSON: {args.out}"
+        f"{counter.count} warnings logged to {log_path}; event loop: {body['event_loop']}; "
+        f"JSON: {args.out}"
     )
+    if drawn:
+        print("figures drawn: " + ", ".join(str(path) for path in drawn))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Per conversation: ``ChatService.handle`` (real Redis lease, load, fit, save), the real
 ``OpenAICompatibleClient``, ``ReplyStream``, the Telegram ``EditSink`` rendering entities and
-calling python-telegram-bot, and the shared ``RedisPacer`` budgets from ``bots.telegram.pacing``.
+calling python-telegram-bot, and the shared Redis budgets from ``bots.telegram.pacing``.
 Only update intake (polling, routing, dedup — once per turn, not per token) is skipped: each
 turn starts with a direct ``handle`` call.
 
@@ -24,15 +24,15 @@ from typing import Any
 from pydantic import SecretStr
 from telegram import Bot
 from telegram._utils.types import ODVInput
-from telegram.request import BaseRequest, HTTPXRequest, RequestData
+from telegram.request import BaseRequest, RequestData
 
 from bots.gc_tuning import tune_for_serving
 from bots.runtime import Runtime, open_runtime
 from bots.telegram.app import PHRASES
 from bots.telegram.pacing import Pacers
+from bots.telegram.request import AiohttpRequest
 from bots.telegram.sink import EditSink, ReplyTarget, telegram_limits
 from core.conversation import ConversationKey, IncomingMessage
-from core.pacing import RedisPacer, RedisWindowPacer
 from core.results import TurnResult
 from core.settings import CoreSettings
 from core.sink import Pacer
@@ -76,8 +76,8 @@ class StampingPacer:
         self._inner.penalize(retry_after)
 
 
-class StampingRequest(HTTPXRequest):
-    """python-telegram-bot's HTTPX request; writes carry their pacer slot in the query."""
+class StampingRequest(AiohttpRequest):
+    """The adapter's Bot API request (bots.telegram.request); writes carry their pacer slot."""
 
     async def do_request(
         self,
@@ -156,16 +156,14 @@ async def running_bot(
         )
         bot = Bot(TOKEN, base_url=f"{env.platform.url}/bot", request=request)
         clock = SlotClock()
-        pacers = Pacers(
-            lambda key, interval: RedisPacer(runtime.redis, key, interval, clock),
-            window=lambda key, limit, seconds: RedisWindowPacer(
-                runtime.redis, key, limit, seconds, clock
-            ),
+        pacers = Pacers.on_redis(
+            runtime.redis,
             keys=runtime.keys,
             bot_id=TOKEN.split(":", 1)[0],
             chat_interval=pacing.chat_interval,
             group_per_minute=pacing.group_per_minute,
             bot_per_second=pacing.bot_per_second,
+            clock=clock,
         )
         async with bot:
             tune_for_serving()  # as `parley telegram` does once it is wired

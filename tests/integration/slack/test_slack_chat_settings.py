@@ -29,7 +29,10 @@ async def test_channel_settings_from_workspace_admins_only(start_bot: StartBot) 
     assert refused["text"] == texts.NOT_CHAT_ADMIN
     refused = await command(bot, "persona concise", user="U0BOB")
     assert refused["text"] == texts.NOT_CHAT_ADMIN
-    assert len(bot.slack.calls_to("users.info")) == 1  # the second answer came from the cache
+    roles = [c for c in bot.slack.calls_to("users.info") if "include_locale" not in c.args]
+    assert len(roles) == 1  # the second answer came from the cache
+    locales = [c for c in bot.slack.calls_to("users.info") if "include_locale" in c.args]
+    assert len(locales) == 1  # the person's language too
 
     saved = await command(bot, "instructions Answer in French.", user="U0BOSS")
     assert saved["text"] == texts.INSTRUCTIONS_SAVED
@@ -84,6 +87,7 @@ async def test_without_the_users_read_scope_only_bot_admins_may(start_bot: Start
     bot.slack.roles["U0BOSS"] = "owner"
     refused = await command(bot, "instructions Be formal.", user="U0BOSS")
     assert refused["text"] == texts.NOT_CHAT_ADMIN
-    assert [c.error for c in bot.slack.calls if not c.ok] == ["missing_scope"]
+    # Asked once for the role and once for the language (English, then, for an hour).
+    assert [c.error for c in bot.slack.calls if not c.ok] == ["missing_scope", "missing_scope"]
     saved = await command(bot, "instructions Be formal.", user=ADMIN)
     assert saved["text"] == texts.INSTRUCTIONS_SAVED

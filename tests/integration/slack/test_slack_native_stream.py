@@ -50,6 +50,26 @@ async def test_a_dm_streams_in_a_thread_and_the_thread_continues_it(start_bot: S
     assert users == ["hi", "and more?"]
 
 
+async def test_the_next_top_level_dm_remembers_the_previous_one(start_bot: StartBot) -> None:
+    bot = await start_bot(slack_stream_mode="native")
+    first = await bot.dm("U0ALICE", "My name is Ada")
+    await bot.answered("D0USER1", first["ts"])
+    second = await bot.dm("U0ALICE", "What is my name?")
+    (reply,) = await bot.answered("D0USER1", second["ts"])
+    assert reply.thread_ts == second["ts"]  # streams are thread replies: in its own thread
+    users = [m["content"] for m in bot.vllm.requests[-1]["messages"] if m["role"] == "user"]
+    assert users == ["My name is Ada", "What is my name?"]
+
+
+async def test_a_native_answer_ends_with_its_buttons(start_bot: StartBot) -> None:
+    bot = await start_bot(slack_stream_mode="native")
+    event = await bot.dm("U0ALICE", "hi")
+    (reply,) = await bot.answered("D0USER1", event["ts"])
+    assert [b["text"]["text"] for b in reply.buttons] == ["🔄 Regenerate"]
+    stop = bot.slack.calls_to("chat.stopStream", ok=True)[-1]
+    assert stop.args["blocks"]
+
+
 async def test_an_expired_stream_finishes_through_chat_update(start_bot: StartBot) -> None:
     bot = await start_bot(slack_stream_mode="native")
     bot.vllm.token_interval = 0.03

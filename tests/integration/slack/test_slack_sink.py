@@ -209,8 +209,8 @@ async def test_budgets_share_keys_per_workspace_and_channel() -> None:
     budgets.for_reply("T1", "C1", Budget.UPDATE)
     budgets.for_reply("T1", "C2", Budget.STREAM)
     assert made == [
-        ("parley:slack:pace:T1:channel:C1", 1.0),
-        ("parley:slack:pace:T1:chat.update", 1.2),
-        ("parley:slack:pace:T1:channel:C2", 1.0),
-        ("parley:slack:pace:T1:chat.appendStream", 0.6),
+        ("parley:{slpace|T1}:channel:C1", 1.0),
+        ("parley:{slpace|T1}:chat.update", 1.2),
+        ("parley:{slpace|T1}:channel:C2", 1.0),
+        ("parley:{slpace|T1}:chat.appendStream", 0.6),
     ]

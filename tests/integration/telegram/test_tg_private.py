@@ -211,10 +211,21 @@ async def test_start_help_and_the_command_menu(
 ) -> None:
     bot = await start_bot()
     menu = [c["command"] for c in telegram.commands["default"]]
-    assert menu == ["start", "help", "reset", "stop", "retry", "forget", "usage"]
+    assert menu == [
+        "start", "help", "reset", "stop", "retry", "forget", "usage", "persona", "instructions",
+        "language",
+    ]  # fmt: skip
     admin_menus = [k for k in telegram.commands if k != "default"]
     assert len(admin_menus) == 1
     assert "4242" in admin_menus[0]
+    # The same menus again for users whose Telegram app speaks Chinese (language_code "zh").
+    assert set(telegram.localized_commands) == {("default", "zh"), (admin_menus[0], "zh")}
+    chinese = {c["command"]: c["description"] for c in telegram.localized_commands["default", "zh"]}
+    assert list(chinese) == menu
+    assert chinese["reset"] == "忘掉我们在这里的对话"
+    assert telegram.commands["default"][2]["description"] == "Forget our conversation here"
+    admin_zh = [c["command"] for c in telegram.localized_commands[admin_menus[0], "zh"]]
+    assert admin_zh == [c["command"] for c in telegram.commands[admin_menus[0]]]
     alice = telegram.new_user()
     chat = telegram.private_chat(alice)
     await telegram.command(chat, alice, "start")

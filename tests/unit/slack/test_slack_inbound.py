@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bots.slack.inbound import Route, from_mention, from_message, normalise_text
+from bots.slack.inbound import Route, from_edit, from_mention, from_message, normalise_text
 from bots.slack.settings import ThreadScope
 from core.conversation import ConversationKey
 
@@ -107,10 +107,41 @@ def test_slack_markup_is_undone(slack: str, plain: str) -> None:
     assert normalise_text(slack, BOT) == plain
 
 
-def test_native_streaming_answers_dms_in_a_thread_that_is_its_own_conversation() -> None:
+def test_native_streaming_answers_dms_in_a_thread_of_the_one_dm_conversation() -> None:
     event = message(channel="D1", channel_type="im")
     inbound = from_message(event, team="T1", bot_user_id=BOT, dm_threads=True)
     assert inbound is not None
     assert inbound.reply_thread == "10.1"
-    assert inbound.key(ThreadScope.USER) == ConversationKey("slack", "D1", "U1", "10.1")
+    assert inbound.key(ThreadScope.USER) == ConversationKey("slack", "D1", "U1")
     assert inbound.target().thread_ts == inbound.target().status_thread == "10.1"
+
+
+def test_a_reply_in_a_dm_thread_continues_the_dm_conversation() -> None:
+    event = message(channel="D1", channel_type="im", thread_ts="10.1", ts="11.1")
+    inbound = from_message(event, team="T1", bot_user_id=BOT, dm_threads=True)
+    assert inbound is not None
+    assert inbound.reply_thread == "10.1"
+    assert inbound.key(ThreadScope.USER) == ConversationKey("slack", "D1", "U1")
+
+
+def test_an_edit_is_read_with_its_version_and_an_unchanged_text_is_not_an_edit() -> None:
+    original = message(channel="D1", channel_type="im")
+    edited = {**original, "text": "new words", "edited": {"user": "U1", "ts": "12.0"}}
+    changed: dict[str, Any] = {
+        "type": "message",
+        "subtype": "message_changed",
+        "channel": "D1",
+        "channel_type": "im",
+        "hidden": True,
+        "ts": "12.1",
+        "message": edited,
+        "previous_message": original,
+    }
+    edit = from_edit(changed, team="T1", bot_user_id=BOT)
+    assert edit is not None
+    inbound, version = edit
+    assert (inbound.text, inbound.ts, version) == ("new words", "10.1", "12.0")
+    unfurled = {**changed, "message": {**edited, "text": original["text"]}}
+    assert from_edit(unfurled, team="T1", bot_user_id=BOT) is None
+    by_bot = {**changed, "message": {**edited, "user": BOT}}
+    assert from_edit(by_bot, team="T1", bot_user_id=BOT) is None

@@ -21,6 +21,8 @@ def test_events_scopes_and_the_slash_command() -> None:
     events = set(data["settings"]["event_subscriptions"]["bot_events"])
     assert events == {
         "app_mention",
+        "assistant_thread_started",
+        "assistant_thread_context_changed",
         "message.channels",
         "message.groups",
         "message.im",
@@ -35,11 +37,14 @@ def test_events_scopes_and_the_slash_command() -> None:
         "assistant:write",
     } <= scopes
     # every message.* event needs its history scope
-    for event in events - {"app_mention"}:
+    for event in {e for e in events if e.startswith("message.")}:
         assert f"{event.split('.')[1]}:history" in scopes
     (command,) = data["features"]["slash_commands"]
     assert command["command"] == "/parley"
     assert command["should_escape"] is True
-    assert "assistant_description" in data["features"]["assistant_view"]
+    pane = data["features"]["assistant_view"]
+    assert "assistant_description" in pane
+    assert 1 <= len(pane["suggested_prompts"]) <= 4
+    assert all(p["title"] and p["message"] for p in pane["suggested_prompts"])
     assert data["settings"]["interactivity"]["is_enabled"] is True
     assert isinstance(data["settings"]["socket_mode_enabled"], bool)

@@ -151,14 +151,22 @@ def test_reply_threads_outside_forums_are_not_topics(fake: FakeTelegram, alice: 
     assert routed.message.key.thread == ""
 
 
-def test_bots_edits_and_service_messages_are_ignored(fake: FakeTelegram, alice: User) -> None:
+def test_bots_and_service_messages_are_ignored_and_edits_handed_on(
+    fake: FakeTelegram, alice: User
+) -> None:
     chat = fake.private_chat(alice)
     group = fake.new_group()
     other_bot = User(99, "Other", "other_bot", is_bot=True)
     assert decide(fake, mentions(fake, group, other_bot, "hi")).action is Action.IGNORE
     assert decide(fake, says(fake, chat, fake.bot, "my own words")).action is Action.IGNORE
     sent = fake.message(chat, alice, "first")
-    assert decide(fake, update(sent, edited=True)).action is Action.IGNORE
+    edited = decide(fake, update(sent, edited=True))
+    assert edited.action is Action.EDIT
+    assert edited.message is not None
+    assert (edited.message.text, edited.message.message_id) == ("first", str(sent.message_id))
+    assert edited.version
+    command = fake.message(chat, alice, "/reset")
+    assert decide(fake, update(command, edited=True)).action is Action.IGNORE
     service = {
         "update_id": next(_update_ids),
         "message": {
