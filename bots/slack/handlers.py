@@ -310,9 +310,20 @@ class SlackHandlers:
             dm=dm,
             anchor=str(thread) if thread else None,
         )
+        # An answer in the assistant pane is regenerated as it was written: with the pane's
+        # status, not a placeholder message.
+        pane = bool(dm and thread) and await self._pane_thread(channel_id, str(thread))
         phrases = await self._service.phrases_for(reply.turn.caller)
-        target = replace(target, status=phrases.status)
+        target = replace(target, status=phrases.status, assistant=pane)
         self._tasks.spawn(self._submit(reply.turn, target), name=f"slack {reply.turn.kind}")
+
+    async def _pane_thread(self, channel: str, thread: str) -> bool:
+        """Whether a DM thread began in the assistant pane (a Redis failure: assume not)."""
+        try:
+            return await self._memory.is_assistant_thread(channel, thread)
+        except REDIS_FAILURES as exc:
+            log.warning("cannot tell whether %s is a pane thread: %s", thread, exc)
+            return False
 
     @staticmethod
     async def _respond(respond: AsyncRespond, reply: Reply) -> None:

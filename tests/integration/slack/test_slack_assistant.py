@@ -171,3 +171,24 @@ async def test_an_edited_dm_is_answered_again_with_the_pane_registered(
     assert user_turns(bot.vllm.requests[-1]) == ["What is the capital of France?"]
     (reply,) = bot.slack.bot_replies(DM, None)
     assert reply.visible == "You said: What is the capital of France?"
+
+
+async def test_regenerate_in_the_pane_thinks_in_the_status_not_a_placeholder(
+    start_bot: StartBot,
+) -> None:
+    bot = await start_bot()
+    root = await open_thread(bot)
+    slow = "let me think " * 150  # long enough that progress would show before the answer
+    bot.vllm.script(Reply(reasoning=slow, answer="First."), Reply(reasoning=slow, answer="Second."))
+    await ask(bot, root, "Say something", count=2)
+    answer = bot.slack.bot_replies(DM, root)[-1]
+    (button,) = [b for b in answer.buttons if str(b["text"]["text"]).startswith("🔄")]
+    click = await bot.sender.action(
+        button["action_id"], button["value"], user_id=ALICE, channel_id=DM, message=answer
+    )
+    assert click.status == 200
+    await wait_until(lambda: bot.slack.bot_replies(DM, root)[-1].visible == "Second.")
+    replies = bot.slack.bot_replies(DM, root)
+    assert len(replies) == 2  # the greeting and the answer, written over in place
+    assert not any("Thinking" in shown for reply in replies for shown in reply.history)
+    assert len(bot.vllm.requests) == 2
