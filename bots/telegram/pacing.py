@@ -19,6 +19,10 @@ from core.store.keys import KeySpace
 # the HTTP stack and the network, and arrives a varying moment later; Telegram's own window
 # counts arrivals. Costs about 9 % of the bot-wide rate at 30/s.
 BOT_WINDOW_MARGIN = 0.1
+# The most writes the bot-wide window admits at once: Telegram's own allowance per window.
+# A faster configured rate shortens the window instead of widening the burst, so writes held
+# up by a stall never leave more than this many at a time.
+BOT_WINDOW_WRITES = 30
 _GROUP = "tgpace"  # the hash tag's group: every budget of one bot on one cluster slot
 
 
@@ -82,7 +86,7 @@ class Pacers:
         queue = window = None
         if self._bot_per_second > 0:
             queue = Spacing(self._key("bot"), 1.0 / self._bot_per_second)
-            writes = max(1, int(self._bot_per_second))
+            writes = max(1, min(int(self._bot_per_second), BOT_WINDOW_WRITES))
             window = Window(
                 self._key("sent"), writes, writes / self._bot_per_second + BOT_WINDOW_MARGIN
             )
