@@ -3,9 +3,7 @@ per thread, the viewed channel kept; DMs outside the pane work as before."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 
 from bots.slack.app import PHRASES
 from bots.slack.memory import SlackMemory
@@ -13,7 +11,7 @@ from core.phrases import Phrases
 from tests.fakes.fake_slack import FakeSlack, wait_until
 from tests.fakes.fake_vllm import Reply
 from tests.integration.slack.conftest import RunningBot, StartBot
-from tests.support.timing import patient
+from tests.support.timing import eventually
 
 DM = "D0USER1"
 ALICE = "U0ALICE"
@@ -113,10 +111,11 @@ async def test_the_viewed_channel_is_kept_per_thread(start_bot: StartBot) -> Non
         context_channel="C0RANDOM",
     )
     assert (await bot.sender.event(changed)).status == 200
-    deadline = time.monotonic() + patient(10)
-    while "C0RANDOM" not in (await memory.assistant_context(DM, root) or ""):
-        assert time.monotonic() < deadline, "the new context was not kept"
-        await asyncio.sleep(0.02)
+
+    async def kept() -> bool:
+        return "C0RANDOM" in (await memory.assistant_context(DM, root) or "")
+
+    await eventually(kept, what="the new context kept")
     assert bot.vllm.requests == []  # kept, not sent to the model
 
 
