@@ -86,8 +86,8 @@ class ReplicatedWrites:
     writable for about ten seconds until it reconfigures it: what is written there is lost (a
     saved turn, a released lease, a cleared running mark). So the write's own connection asks
     ``WAIT 1`` (a replica has it) and for the server's replicas. Without a replica's ack the
-    write stands only if no healthy replica is attached and a majority of the sentinels name
-    the very address it was written to, with no failover under way; otherwise it is a
+    write stands only if no healthy replica is attached and every sentinel that answers (a
+    majority) names the very address it was written to, with no failover under way; else a
     ``NotReplicated`` blip, and the retry (every write sent this way is idempotent) lands on the
     new master.
     """
@@ -143,7 +143,7 @@ class ReplicatedWrites:
         return results
 
     async def _named_master(self, address: tuple[str, int]) -> bool:
-        """Whether most sentinels name ``address`` master, none failing over."""
+        """Whether the sentinels agree ``address`` is the master (see ``master_confirmed``)."""
         manager = self._pool.sentinel_manager
         sentinels = list(manager.sentinels)
         answers = await asyncio.gather(
@@ -151,14 +151,11 @@ class ReplicatedWrites:
             return_exceptions=True,
         )
         states = [a for a in answers if isinstance(a, Mapping)]
-        named = sum(1 for state in states if (state.get("ip"), state.get("port")) == address)
-        if named < len(states):
+        if any(_named(state) != address for state in states):
             # Some sentinel names another master (this one may be deposed): drop the idle
             # connections, so the retry asks the sentinels afresh which server to write to.
             await self._pool.disconnect(inuse_connections=False)
-        if any("failover_in_progress" in _flags(state) for state in states):
-            return False
-        return named * 2 > len(sentinels)
+        return master_confirmed(states, address, len(sentinels))
 
 
 async def replicated_eval(
@@ -177,6 +174,28 @@ async def replicated_eval(
         lambda pipe: pipe.eval(script, numkeys, *args), wrote=lambda replies: wrote(replies[0])
     )
     return reply
+
+
+def master_confirmed(
+    states: list[Mapping[str, Any]], address: tuple[str, int], sentinels: int
+) -> bool:
+    """Whether a write on ``address`` that no replica acked may stand: a majority of all
+    ``sentinels`` answered, every answer names ``address``, none is failing over.
+
+    A majority alone is not enough: the sentinel that led a failover names the new master
+    about two seconds before the others hear of it, and a write the deposed master takes in
+    that window is lost when it is demoted.
+    """
+    if any(_named(state) != address for state in states):
+        return False
+    if any("failover_in_progress" in _flags(state) for state in states):
+        return False
+    return len(states) * 2 > sentinels
+
+
+def _named(state: Mapping[str, Any]) -> tuple[str, int]:
+    """The master address a sentinel's state names."""
+    return (str(state.get("ip")), int(state.get("port") or 0))
 
 
 def _flags(state: Mapping[str, Any]) -> set[str]:
