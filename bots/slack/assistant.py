@@ -105,8 +105,8 @@ class AssistantGate(AsyncMiddleware):
     """Hands bolt's Assistant only the pane's own events and threads.
 
     Bolt's Assistant takes every DM thread reply for an assistant message and acks DM edits
-    unseen; native streams answer DMs in threads and edits are answered anew, so every other
-    DM message goes on to the message listener.
+    unseen; native streams answer DMs in threads and edits are answered anew (in the pane's
+    threads too), so every other DM message, and every edit, goes on to the message listener.
     """
 
     def __init__(self, assistant: AsyncAssistant, memory: SlackMemory) -> None:
@@ -134,6 +134,8 @@ class AssistantGate(AsyncMiddleware):
         if not is_any_im_message_event(body):
             return False
         event = body["event"]
+        if event.get("subtype") == "message_changed":
+            return False  # an edited question: the message listener answers it anew
         thread = _thread_of(event)
         if thread is None or not event.get("channel"):
             return False

@@ -159,6 +159,10 @@ class SlackHandlers:
         except REDIS_FAILURES as exc:
             log.error("cannot tell whether Parley is in this thread (Redis: %s)", exc)
             return
+        if inbound.is_dm and inbound.thread_ts:
+            # A question edited in the assistant pane continues that thread's own conversation.
+            pane = await self._pane_thread(inbound.channel, inbound.thread_ts)
+            inbound = replace(inbound, assistant=pane)
         language = await self._locales.locale(inbound.user)
         caller = Caller(PLATFORM, inbound.user, inbound.channel, inbound.team, language=language)
         phrases = await self._service.phrases_for(caller)

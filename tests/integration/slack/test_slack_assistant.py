@@ -191,3 +191,28 @@ async def test_regenerate_in_the_pane_thinks_in_the_status_not_a_placeholder(
     assert len(replies) == 2  # the greeting and the answer, written over in place
     assert not any("Thinking" in shown for reply in replies for shown in reply.history)
     assert len(bot.vllm.requests) == 2
+
+
+async def test_a_question_edited_in_the_pane_is_answered_again_in_its_thread(
+    start_bot: StartBot,
+) -> None:
+    bot = await start_bot()
+    root = await open_thread(bot)
+    await ask(bot, root, "I like tea", count=2)
+    event = bot.slack.user_message(
+        DM, ALICE, "What is the capital of Spain?", thread_ts=root, channel_type="im"
+    )
+    assert (await bot.sender.event(event)).status == 200
+    await bot.answered(DM, root, count=3)
+    edit = bot.slack.edit_event(event, "What is the capital of France?")
+    assert (await bot.sender.event(edit)).status == 200
+    await wait_until(lambda: len(bot.vllm.requests) == 3)
+    await bot.idle()
+    # The thread's own conversation, with the edited question in place of the old one.
+    assert user_turns(bot.vllm.requests[-1]) == ["I like tea", "What is the capital of France?"]
+    replies = bot.slack.bot_replies(DM, root)
+    assert len(replies) == 3  # the greeting and two answers: the second written over in place
+    assert replies[-1].visible == "You said: What is the capital of France?"
+    assert not any("Thinking" in shown for shown in replies[-1].history)  # the pane's status
+    last = bot.slack.statuses[-1]
+    assert (last["thread_ts"], last["status"]) == (root, "")  # cleared when the turn ended
