@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: chat test check lint types pytest venv redis vllm serve stop doctor bench fuzz catalogs clean
+.PHONY: chat test check lint types pytest venv redis vllm serve stop doctor bench profile fuzz catalogs clean
 
 chat: venv redis ## the whole local stack: Redis, a local vLLM and the terminal chat
 	tools/chat.sh
@@ -48,6 +48,9 @@ pytest:
 
 bench: venv redis ## benchmarks: prints a table, writes bench-results/latest.json
 	$(BIN)/python -m tools.bench
+
+profile: venv redis ## where the bot's CPU goes under figure 3's load (cProfile, by package)
+	$(BIN)/python -m tools.bench.profile
 
 fuzz: venv redis ## property tests with 10,000 cases each (minutes per test: no 120 s cap)
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -m "not vllm" -p no:randomly --timeout=3600 \

@@ -87,10 +87,10 @@ async def run(env: Env, cfg: BenchConfig) -> Figure:
     batched = await token_path_cpu(env, cfg.cpu_streams, answer_tokens, cfg.token_interval, 10)
     return Figure(
         3,
-        "bot CPU per streamed token",
+        "bot CPU per streamed token, everything included",
         per_token,
         "µs",
-        15.0,
+        50.0,  # the goal for the whole bot; the token path alone aims at 15 (details)
         "<=",
         details={
             "conversations": cfg.cpu_streams,
