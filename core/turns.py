@@ -1,4 +1,9 @@
-"""One turn at a time per conversation, across processes: a leased Redis lock plus stop signals."""
+"""One turn at a time per conversation, across processes: a leased Redis lock plus stop signals.
+
+A stop asked in another replica sets the turn's stop key, then bumps one bot-wide counter; each
+process polls that counter once per interval (not every turn's key) and fetches its turns' stop
+keys, in one pipeline, only when it moved.
+"""
 
 from __future__ import annotations
 
@@ -58,7 +63,9 @@ class TurnCoordinator:
     """Serialises turns: FIFO inside a process, a leased Redis lock across processes.
 
     The lease is renewed while the turn runs, so a crashed replica blocks the conversation
-    for at most one lease; only the owner's token can release it (redis-py's Lock). On a
+    for at most one lease; only the owner's token can release it (redis-py's Lock). One
+    watcher task per process, alive while turns run here, sees stop requests from other
+    replicas (``_watch``). On a
     Sentinel-managed Redis the grant, the running mark and the release are confirmed like a
     saved turn (``ReplicatedWrites``): written to a master a failover deposed, they would be
     lost and leave a held lease or a false "previous turn died" behind.
@@ -85,6 +92,11 @@ class TurnCoordinator:
         # Marks this process wrote for a turn whose start then failed (the write may have landed,
         # e.g. on a replica during a failover): finding one later is not a lost turn.
         self._unconfirmed: dict[ConversationKey, str] = {}
+        self._interval = min(1.0, lease_seconds / 3)  # lease renewal and stop-watch tick
+        # The stop watcher and the event that ends it; None while no turn runs here.
+        self._watcher: tuple[asyncio.Task[None], asyncio.Event] | None = None
+        # Turns that began since the watcher's last look: their stop keys were never read.
+        self._unchecked: set[ConversationKey] = set()
 
     def running(self, key: ConversationKey) -> TurnLease | None:
         """The lease of a turn this process is running for ``key``."""
@@ -111,6 +123,10 @@ class TurnCoordinator:
             if not await self._redis.exists(self._keys.lock(key)):
                 return False
             await self._redis.set(self._keys.stop(key), reason, ex=max(5, int(self._lease)))
+            # Bumped only once the request is there: a watcher that sees the counter move then
+            # finds it. Two awaited commands, not one pipeline: a Cluster sends a pipeline's
+            # commands for different nodes at once, in no order.
+            await self._redis.incr(self._keys.stop_sequence())
             return True
 
         return await guarded("stop", remote)
@@ -129,6 +145,7 @@ class TurnCoordinator:
                 previous_lost = await self._begin(key, lock, token)
                 lease = TurnLease(key, previous_lost=previous_lost, fence=lock.fence)
                 self._running[key] = lease
+                self._watch_turn(key)
                 done = asyncio.Event()
                 keeper = asyncio.create_task(self._keep(lock, lease, done), name=f"lease {key}")
                 try:
@@ -139,7 +156,12 @@ class TurnCoordinator:
                     with contextlib.suppress(asyncio.CancelledError):
                         await keeper
                     self._running.pop(key, None)
-                    await self._finish(key, lock, token)
+                    watcher = self._unwatch_turn(key)
+                    try:
+                        await self._finish(key, lock, token)
+                    finally:
+                        if watcher is not None:  # it ended meanwhile or ends at its reply
+                            await asyncio.wait((watcher,))
         finally:
             self._users[key] -= 1
             if not self._users[key]:
@@ -219,24 +241,16 @@ class TurnCoordinator:
             log.info("turn lease had already expired at release")
 
     async def _keep(self, lock: _FencedLock, lease: TurnLease, done: asyncio.Event) -> None:
-        """Renew the lease and watch for stop requests from other replicas until ``done``."""
-        interval = min(1.0, self._lease / 3)
-        stop_key = self._keys.stop(lease.key)
-        renew_every = max(1, int(self._lease / 3 / interval))
-        ticks = 0
+        """Renew the lease until ``done`` (stop requests are the watcher's: ``_watch``)."""
+        period = self._interval * max(1, int(self._lease / 3 / self._interval))
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(period):
                     await done.wait()
             if done.is_set():
                 return
-            ticks += 1
             try:
-                reason = await self._redis.getdel(stop_key)
-                if reason is not None:
-                    lease.request_stop(_text(reason))
-                if ticks % renew_every == 0:
-                    await lock.extend(self._lease, replace_ttl=True)
+                await lock.extend(self._lease, replace_ttl=True)
             except LockError:
                 if await self._take_back(lock, lease.fence):
                     log.warning("the turn lease for %s had expired; took it back", lease.key)
@@ -247,6 +261,80 @@ class TurnCoordinator:
             except REDIS_FAILURES as exc:
                 raise_if_cancelling(exc)
                 log.warning("cannot renew the turn lease for %s: %s", lease.key, exc)
+
+    def _watch_turn(self, key: ConversationKey) -> None:
+        """Have the watcher read this turn's stop key at its next look; start it if none runs."""
+        self._unchecked.add(key)
+        if self._watcher is None or self._watcher[0].done():
+            done = asyncio.Event()
+            task = asyncio.create_task(self._watch(done), name=_WATCHER_NAME)
+            self._watcher = (task, done)
+
+    def _unwatch_turn(self, key: ConversationKey) -> asyncio.Task[None] | None:
+        """Once the last turn here ended, tell the watcher to end; its task, to await."""
+        self._unchecked.discard(key)
+        if self._running or self._watcher is None:
+            return None
+        task, done = self._watcher
+        self._watcher = None  # a turn starting meanwhile starts a watcher of its own
+        done.set()  # an event, not cancel(): redis-py may swallow a cancellation mid-command
+        return task
+
+    async def _watch(self, done: asyncio.Event) -> None:
+        """Every interval, GET the bot-wide stop counter; only when it moved since the last look
+        (or at the first look, or after a failure) read every running turn's stop key, else only
+        the keys of turns that began since. One command per tick however many turns run."""
+        seen: object = _UNSEEN  # the counter at the last complete look
+        failing = False  # warn once per streak of failures, not every tick
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await done.wait()
+            if done.is_set():
+                return
+            # Taken before the GET: a turn that begins later is read at the next look.
+            unchecked, self._unchecked = self._unchecked, set()
+            try:
+                counter = await self._redis.get(self._keys.stop_sequence())
+                if counter != seen:
+                    await self._collect_stops(list(self._running.values()))
+                else:
+                    await self._collect_stops(
+                        [lease for k, lease in self._running.items() if k in unchecked]
+                    )
+                seen = counter
+                if failing:
+                    failing = False
+                    log.info("watching for stop requests again")
+            except REDIS_FAILURES as exc:
+                raise_if_cancelling(exc)
+                seen = _UNSEEN  # a request may have come meanwhile: read every key next time
+                if not failing:
+                    failing = True
+                    log.warning("cannot watch for stop requests (retrying): %s", exc)
+            except Exception:  # a defect: logged once; an escaped error would end the watch
+                seen = _UNSEEN
+                if not failing:
+                    failing = True
+                    log.exception("the stop watcher failed (retrying)")
+
+    async def _collect_stops(self, leases: list[TurnLease]) -> None:
+        """GETDEL these turns' stop keys in one non-transactional pipeline (their slots differ on
+        a Cluster) and stop the turns that had a request; raise the first failed reply after."""
+        if not leases:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for lease in leases:
+                pipe.getdel(self._keys.stop(lease.key))
+            replies = await pipe.execute(raise_on_error=False)
+        failure: Exception | None = None
+        for lease, reply in zip(leases, replies, strict=True):
+            if isinstance(reply, Exception):
+                failure = failure or reply
+            elif reply is not None:
+                lease.request_stop(_text(reply))
+        if failure is not None:
+            raise failure
 
     async def _take_back(self, lock: _FencedLock, fence: str | None) -> bool:
         """Re-take a lease that expired while Redis was slow, if no later grant was made since.
@@ -322,6 +410,11 @@ class _FencedLock(Lock):
         self.fence = _text(fence)
         return True
 
+
+# The stop watcher's task name (one per process while turns run).
+_WATCHER_NAME = "stop watch"
+# The watcher's counter before its first look: unlike any reply, None included.
+_UNSEEN = object()
 
 # A running mark outlives any turn by far; it only has to last until the user writes again.
 _RUNNING_MARK_SECONDS = 7 * 24 * 3600

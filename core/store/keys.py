@@ -100,3 +100,7 @@ class KeySpace:
     def latest_answer(self, key: ConversationKey) -> str:
         """The id of the conversation's newest answer: only its buttons still act."""
         return f"{self.prefix}:{self.tag(key)}:answer"
+
+    def stop_sequence(self) -> str:
+        """Counts stop requests bot-wide, so a replica polls one key instead of every turn's."""
+        return f"{self.prefix}:{{stops}}:seq"
