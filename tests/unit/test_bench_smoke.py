@@ -69,7 +69,7 @@ async def test_every_figure_runs_at_tiny_sizes(tmp_path: Path) -> None:
     if not redis_available():
         missing_service("redis-server")
     figures, body = await report(TINY, with_vllm=False, say=lambda _: None)
-    assert [f.number for f in figures] == [1, 2, 3, 4, 5, 6]
+    assert [f.number for f in figures] == [1, 2, 3, 4, 5, 6, 7]
     for figure in figures:
         well_formed(figure)
     by_number = {f.number: f for f in figures}
@@ -110,3 +110,86 @@ async def test_every_micro_stage_runs_at_tiny_sizes() -> None:
         "slack edits",
         "memory",
     ]
+
+
+async def test_the_stream_tap_forwards_streams_unchanged_and_notes_their_done() -> None:
+    """Figure 6's proxy: same bytes as direct, passed on while streaming, [DONE] found by chat."""
+    import time
+
+    import aiohttp
+
+    from tools.bench.procs import spawn
+    from tools.bench.stream_tap import StreamTap, stream_end
+
+    async def completion(http: aiohttp.ClientSession, base: str, chat: int) -> tuple[bytes, float]:
+        """A streamed completion's raw body and when its first piece arrived (monotonic)."""
+        body = {"messages": [{"role": "user", "content": f"[chat {chat}] hi"}], "stream": True}
+        pieces: list[bytes] = []
+        first = 0.0
+        async with http.post(f"{base}/v1/chat/completions", json=body) as response:
+            assert response.status == 200
+            async for piece in response.content.iter_any():
+                if not pieces:
+                    first = time.monotonic()
+                pieces.append(piece)
+        return b"".join(pieces), first
+
+    model = spawn("model", "tools.bench.model_server", None)
+    tap = StreamTap(model.url)
+    try:
+        url = await tap.start()
+        async with aiohttp.ClientSession(auto_decompress=False) as http:
+            settings = {"token_interval": 0.01, "reasoning_tokens": 4, "answer_tokens": 20}
+            async with http.post(f"{model.url}/bench/config", json=settings) as response:
+                assert response.status == 200
+            direct, _ = await completion(http, model.url, 7)
+            tapped, first_piece = await completion(http, url, 8)
+            body = {"messages": [{"role": "user", "content": "[chat 9] hi"}], "stream": True}
+            async with http.post(f"{url}/v1/chat/completions", json=body) as response:
+                seen = b""
+                async for piece in response.content.iter_any():
+                    seen += piece
+                    if b"data: [DONE]" in seen:
+                        break  # and hang up before the body's end, as Parley's client may
+                response.close()
+            async with http.get(f"{url}/v1/models") as response:
+                assert response.status == 200
+                assert (await response.json())["data"][0]["id"]
+            async with http.get(f"{model.url}/bench/stats") as response:
+                model_done = (await response.json())["done"]["8"]
+    finally:
+        await tap.stop()
+        model.stop()
+    assert tapped == direct  # byte-identical (the fake's chunk heads are fixed per process)
+    assert tapped.endswith(b"data: [DONE]\n\n")
+    assert first_piece < model_done  # passed on before the model had sent its last chunk
+    assert stream_end(tap.for_tag("7")) is None  # went direct, not through the tap
+    records = tap.for_tag("8")
+    assert [r["path"] for r in records] == ["/v1/chat/completions"]
+    record = records[0]
+    assert (record["status"], record["bytes"], record["error"]) == (200, len(tapped), "")
+    assert record["chunks"] > 1
+    assert record["first_chunk"] < record["done"] <= record["ended"]
+    assert stream_end(records) == record["done"]
+    assert [r["path"] for r in tap.for_tag("")] == ["/v1/models"]
+    assert stream_end(tap.for_tag("9")) is not None  # found even if the hang-up broke the tail
+
+
+async def test_the_slack_figure_streams_through_the_fake_slack() -> None:
+    from tools.bench import fig_slack
+
+    if not redis_available():
+        missing_service("redis-server")
+    async with running_env(plan_cpus(), slack=True) as env:
+        figure = await fig_slack.run(env, TINY)
+    well_formed(figure)
+    assert figure.number == 7
+    assert figure.target == 50.0
+    details = figure.details
+    assert details["outcomes"] == {"answered": TINY.cpu_streams}
+    assert details["stream_mode"] == "update"
+    assert details["chat_postMessage_calls"] == TINY.cpu_streams  # one placeholder per reply
+    assert details["chat_update_calls"] > 0
+    assert details["calls"]["chat.update"] == details["chat_update_calls"]
+    assert details["ratelimited_429"] == 0
+    assert details["tokens"] > 0

@@ -36,7 +36,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
     parser.add_argument("--no-vllm", action="store_true", help="skip figure 6 (real vLLM)")
-    parser.add_argument("--only", help="comma-separated figure numbers, e.g. 1,5")
+    parser.add_argument(
+        "--only", help="comma-separated figure numbers, e.g. 1,5 or 3,7 (7: Slack; default: 1-7)"
+    )
     parser.add_argument("--levels", help="concurrency levels for figure 2, e.g. 100,250,500")
     parser.add_argument(
         "--asyncio", action="store_true", help="plain asyncio even where uvloop is installed"

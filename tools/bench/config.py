@@ -43,6 +43,12 @@ class BenchConfig:
     # 6. real vLLM on CPU
     vllm_runs: int = 5
 
+    # 7. Slack: CPU per streamed token (cpu_streams conversations of cpu_stream_seconds, as 3),
+    # paced as the adapter's defaults: SLACK_UPDATES_PER_MINUTE (Tier 3, per workspace) and
+    # SLACK_CHANNEL_INTERVAL
+    slack_updates_per_minute: float = 50.0
+    slack_channel_interval: float = 1.0
+
 
 def smoke() -> BenchConfig:
     """Tiny sizes and time scaled by 20: exercises every code path in a few seconds."""
@@ -66,4 +72,6 @@ def smoke() -> BenchConfig:
         fit_messages=200,
         fit_runs=3,
         vllm_runs=1,
+        slack_updates_per_minute=1000.0,
+        slack_channel_interval=0.05,
     )

@@ -1,4 +1,7 @@
-"""The world the bot runs in during a benchmark: Redis, the model server and the fake platform."""
+"""The world the bot runs in during a benchmark: Redis, the model server and the fake platforms.
+
+The fake Bot API always runs; the fake Slack Web API (figure 7) only when asked for.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ class Env:
     platform: Helper
     cpus: CpuPlan
     http: httpx.AsyncClient
+    slack: Helper | None = None  # the fake Slack Web API, when running_env(slack=True)
 
     async def configure_model(self, **values: Any) -> None:
         """Set how the model server streams (and reset its stamps)."""
@@ -54,11 +58,30 @@ class Env:
         stats: dict[str, Any] = response.json()
         return stats
 
+    def slack_url(self) -> str:
+        """The fake Slack's Web API base URL (ends with /api/)."""
+        if self.slack is None:
+            raise RuntimeError("the fake Slack is not running: use running_env(..., slack=True)")
+        return self.slack.url
+
+    async def configure_slack(self, *, rtt: float) -> None:
+        """Round trip of the fake Slack; forgets earlier messages, calls and writes."""
+        response = await self.http.post(f"{self.slack_url()}bench.config", json={"rtt": rtt})
+        response.raise_for_status()
+
+    async def slack_stats(self) -> dict[str, Any]:
+        """Writes, 429s, lags and calls per method since the last configure_slack."""
+        response = await self.http.get(f"{self.slack_url()}bench.stats")
+        response.raise_for_status()
+        stats: dict[str, Any] = response.json()
+        return stats
+
     def helper_cpu(self) -> float:
         """CPU seconds used so far by everything that is not the bot."""
         return (
             self.model.cpu_seconds()
             + self.platform.cpu_seconds()
+            + (self.slack.cpu_seconds() if self.slack is not None else 0.0)
             + cpu_seconds(self.redis.process.pid)
         )
 
@@ -69,8 +92,9 @@ def redis_available() -> bool:
 
 
 @contextlib.asynccontextmanager
-async def running_env(cpus: CpuPlan) -> AsyncIterator[Env]:
-    """Start Redis and both fakes on the helper CPUs; stop them on exit."""
+async def running_env(cpus: CpuPlan, *, slack: bool = False) -> AsyncIterator[Env]:
+    """Start Redis, the model server and the fake Bot API (and the fake Slack if ``slack``) on
+    the helper CPUs; stop them on exit."""
     if not redis_available():
         raise RuntimeError("redis-server is not installed (make redis)")
     redis = start_redis()
@@ -79,9 +103,12 @@ async def running_env(cpus: CpuPlan) -> AsyncIterator[Env]:
     try:
         helpers.append(spawn("model", "tools.bench.model_server", cpus.helpers))
         helpers.append(spawn("platform", "tools.bench.platform_server", cpus.helpers))
+        if slack:
+            helpers.append(spawn("slack", "tools.bench.slack_server", cpus.helpers))
         limits = httpx.Limits(max_connections=10)
         async with httpx.AsyncClient(timeout=30, limits=limits) as http:
-            yield Env(redis, helpers[0], helpers[1], cpus, http)
+            fake_slack = helpers[2] if slack else None
+            yield Env(redis, helpers[0], helpers[1], cpus, http, fake_slack)
     finally:
         for helper in helpers:
             helper.stop()

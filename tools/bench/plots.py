@@ -1,7 +1,8 @@
 """A run's figures drawn as PNGs beside its JSON: matplotlib (the `bench` extra), else nothing.
 
 Two pictures: edit lag against concurrent streams (figure 2, with the bot's CPU use), and the
-bot's CPU per streamed token split into the token path and the rest (figure 3).
+bot's CPU per streamed token split into the token path and the rest (figure 3, with the Slack
+bot's of figure 7 beside it when both ran).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def draw(body: dict[str, Any], directory: Path) -> list[Path]:
     if 2 in figures and figures[2]["details"].get("levels"):
         paths.append(_lag(figures[2], directory / "lag-vs-streams.png", title))
     if 3 in figures:
-        paths.append(_cpu(figures[3], directory / "cpu-per-token.png", title))
+        path = directory / "cpu-per-token.png"
+        paths.append(_cpu(figures[3], path, title, slack=figures.get(7)))
     return paths
 
 
@@ -53,8 +55,13 @@ def _lag(figure: dict[str, Any], path: Path, title: str) -> Path:
     return path
 
 
-def _cpu(figure: dict[str, Any], path: Path, title: str) -> Path:
-    """Whole-bot CPU per token, stacked: the token path and everything else (edits, turns)."""
+def _cpu(
+    figure: dict[str, Any], path: Path, title: str, slack: dict[str, Any] | None = None
+) -> Path:
+    """Whole-bot CPU per token, stacked: the token path and everything else (edits, turns).
+
+    Slack's bar (figure 7) borrows figure 3's token path at 4 per chunk: reading the model
+    stream into a reply is the same code whichever platform the reply goes to."""
     import matplotlib.pyplot as plt
 
     details = figure["details"]
@@ -64,14 +71,20 @@ def _cpu(figure: dict[str, Any], path: Path, title: str) -> Path:
         float(details["token_path_only_us_4_tokens_per_chunk"]),
         float(details["token_path_only_us"]),
     ]
+    if slack is not None:
+        labels = [f"Telegram, {label}" for label in labels]
+        labels.append(f"Slack, {slack['details']['tokens_per_chunk']} tokens per chunk")
+        whole.append(float(slack["value"]))
+        path_only.append(path_only[0])
     rest = [max(0.0, w - p) for w, p in zip(whole, path_only, strict=True)]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6 + 2 * (len(labels) - 2), 4))
     ax.bar(labels, path_only, label="token path (model stream → reply)")
     ax.bar(labels, rest, bottom=path_only, label="the rest (edits, Redis, turns)")
     for x, total in enumerate(whole):
         ax.annotate(f"{total:.0f} µs", (x, total), ha="center", va="bottom")
     ax.set(ylabel="bot CPU per streamed token (µs)")
-    ax.set_title(f"Figure 3: CPU per token by stage ({title})", fontsize=9)
+    heading = "Figures 3 and 7" if slack is not None else "Figure 3"
+    ax.set_title(f"{heading}: CPU per token by stage ({title})", fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -15,6 +15,7 @@ from tools.bench import (
     fig_cpu,
     fig_first_token,
     fig_rate_limits,
+    fig_slack,
     fig_vllm,
 )
 from tools.bench.config import BenchConfig
@@ -24,26 +25,27 @@ from tools.bench.results import Figure, load_average, machine
 
 log = logging.getLogger(__name__)
 
-ALL = frozenset({1, 2, 3, 4, 5, 6})
+ALL = frozenset({1, 2, 3, 4, 5, 6, 7})
 _WITH_ENV = (
     (1, fig_first_token.run),
     (2, fig_capacity.run),
     (3, fig_cpu.run),
     (4, fig_rate_limits.run),
+    (7, fig_slack.run),  # before vLLM, whose start-up leaves the machine busy for a while
 )
 
 
 async def _vllm(env: Env, cfg: BenchConfig, with_vllm: bool) -> Figure:
     """Figure 6, or why it was skipped."""
     if not with_vllm:
-        return fig_vllm.skipped("--no-vllm given")
+        return fig_vllm.skipped("--no-vllm given", cfg)
     if not fig_vllm.vllm_installed():
-        return fig_vllm.skipped("vLLM is not installed (`make vllm` installs it)")
+        return fig_vllm.skipped("vLLM is not installed (`make vllm` installs it)", cfg)
     try:
         return await fig_vllm.run(env, cfg)
     except Exception as exc:  # a vLLM that cannot start must not lose the other figures
         log.exception("the vLLM figure failed")
-        return fig_vllm.skipped(f"vLLM failed: {exc}")
+        return fig_vllm.skipped(f"vLLM failed: {exc}", cfg)
 
 
 async def run_figures(
@@ -61,8 +63,8 @@ async def run_figures(
         if 5 in selected:
             say("5. context fitting…")
             figures.append(fig_context.run(cfg))
-        if selected & {1, 2, 3, 4, 6}:
-            async with running_env(cpus) as env:
+        if selected & {1, 2, 3, 4, 6, 7}:
+            async with running_env(cpus, slack=7 in selected) as env:
                 for number, run in _WITH_ENV:
                     if number in selected:
                         say(f"{number}. running…")
