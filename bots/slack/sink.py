@@ -12,7 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.slack.controls import control_attachments
 from bots.slack.errors import SLACK_FAILURES, translate
 from bots.slack.pacing import Budget, SlackPacer
-from bots.slack.render import Rendered, render
+from bots.slack.render import GrowingMrkdwn, Rendered, render
 from core.errors import MessageRejected, RateLimited
 from core.phrases import Phrases
 from core.sink import NO_CONTROLS, Content, Controls, MessageRef, SinkLimits
@@ -56,6 +56,7 @@ class SlackSink:
         self._limits = limits
         self._shown: dict[MessageRef, tuple[str, Controls]] = {}
         self._status = AssistantStatus(client, target)
+        self._answer = GrowingMrkdwn()  # each edit converts only what the answer added
 
     @property
     def limits(self) -> SinkLimits:
@@ -71,7 +72,7 @@ class SlackSink:
         self, content: Content, *, final: bool = False, controls: Controls = NO_CONTROLS
     ) -> MessageRef:
         """Post a new message in the reply's thread, its buttons (if any) under the text."""
-        rendered = render(content)
+        rendered = render(content, self._answer)
         attachments = control_attachments(controls)
 
         async def post(text: str, mrkdwn: bool) -> dict[str, Any]:
@@ -92,7 +93,7 @@ class SlackSink:
         controls: Controls = NO_CONTROLS,
     ) -> None:
         """Replace a message's text and buttons; the same again costs no API call."""
-        rendered = render(content)
+        rendered = render(content, self._answer)
         if self._shown.get(ref) == (rendered.text, controls):
             return
         attachments = control_attachments(controls)  # [] removes the buttons shown before

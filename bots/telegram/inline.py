@@ -26,6 +26,7 @@ from telegram.error import TelegramError
 from bots.telegram.controls import control_buttons
 from bots.telegram.errors import is_not_modified
 from bots.telegram.inbound import PLATFORM
+from bots.telegram.render import GrowingMarkdown
 from bots.telegram.sink import Payload, deliver, payloads
 from core.conversation import ConversationKey
 from core.phrases import Phrases
@@ -144,6 +145,7 @@ class InlineSink:
         self._messages = 0  # messages the reply stream believes it sent
         self._note = ""
         self._shown: tuple[Payload, Controls] | None = None
+        self._answer = GrowingMarkdown()  # each edit renders only what the answer added
 
     @property
     def limits(self) -> SinkLimits:
@@ -222,7 +224,7 @@ class InlineSink:
                     raise
             self._shown = (payload, self._controls)
 
-        await deliver(content, call)
+        await deliver(content, call, self._answer)
 
 
 def _stop_only(controls: Controls) -> Controls:

@@ -8,6 +8,7 @@ formatting, turns an unchanged edit into a no-op and translates every Telegram e
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,7 +21,7 @@ from telegram.error import TelegramError
 
 from bots.telegram.controls import control_buttons
 from bots.telegram.errors import is_not_modified, translate
-from bots.telegram.render import Rendered, render
+from bots.telegram.render import Entity, GrowingMarkdown, Rendered, markdown, render
 from core.errors import MessageGone, MessageRejected, PlatformError, RateLimited
 from core.sink import (
     NO_CONTROLS,
@@ -66,15 +67,14 @@ class ReplyTarget:
     reply_to: int | None = None
 
 
-def payloads(content: Sequence[Segment]) -> list[Payload]:
+def payloads(
+    content: Sequence[Segment], answer: Callable[[str], Rendered] = markdown
+) -> list[Payload]:
     """What to try, in order: the formatted message, then the same content as plain text."""
-    rendered: Rendered = render(content)
+    rendered: Rendered = render(content, answer)
     options: list[Payload] = []
     if rendered.text and rendered.length <= MAX_MESSAGE_UTF16:
-        entities = tuple(
-            MessageEntity(e.type, e.offset, e.length, url=e.url, language=e.language)
-            for e in rendered.entities
-        )
+        entities = tuple(_message_entity(e) for e in rendered.entities)
         options.append((rendered.text, entities))
     fallback = plain(content).strip()
     fits = bool(fallback) and measure(fallback, LengthUnit.UTF16) <= MAX_MESSAGE_UTF16
@@ -88,9 +88,22 @@ def payloads(content: Sequence[Segment]) -> list[Payload]:
     return options
 
 
-async def deliver(content: Sequence[Segment], call: Callable[[Payload], Awaitable[T]]) -> T:
+@functools.lru_cache(maxsize=16_384)
+def _message_entity(entity: Entity) -> MessageEntity:
+    """python-telegram-bot's (immutable) entity: an edit repeats most of the last one's, and
+    building one costs more than rendering its text."""
+    return MessageEntity(
+        entity.type, entity.offset, entity.length, url=entity.url, language=entity.language
+    )
+
+
+async def deliver(
+    content: Sequence[Segment],
+    call: Callable[[Payload], Awaitable[T]],
+    answer: Callable[[str], Rendered] = markdown,
+) -> T:
     """Run ``call`` with the formatted payload; if Telegram rejects it, with plain text."""
-    options = payloads(content)
+    options = payloads(content, answer)
     for index, payload in enumerate(options):
         try:
             return await call(payload)
@@ -113,6 +126,7 @@ class EditSink:
         self._limits = limits
         self._shown: dict[MessageRef, tuple[Payload, Controls]] = {}
         self._answered = False  # only the first message of a reply quotes the question
+        self._answer = GrowingMarkdown()  # each edit renders only what the answer added
 
     @property
     def limits(self) -> SinkLimits:
@@ -147,7 +161,7 @@ class EditSink:
             self._shown[ref] = (payload, controls)
             return ref
 
-        ref = await deliver(content, call)
+        ref = await deliver(content, call, self._answer)
         self._answered = True
         return ref
 
@@ -181,7 +195,7 @@ class EditSink:
                     raise
             self._shown[ref] = (payload, controls)
 
-        await deliver(content, call)
+        await deliver(content, call, self._answer)
 
     async def typing(self) -> None:
         """ "typing…" in the chat (or topic) for the next few seconds."""
@@ -208,6 +222,7 @@ class DraftSink:
         self._landed: dict[MessageRef, MessageRef] = {}  # draft → the message that replaced it
         self._shown: dict[int, Payload] = {}
         self._refused = False
+        self._answer = GrowingMarkdown()  # each draft renders only what the answer added
 
     @property
     def limits(self) -> SinkLimits:
@@ -276,7 +291,7 @@ class DraftSink:
             self._shown[draft_id] = payload
 
         try:
-            await deliver(content, call)
+            await deliver(content, call, self._answer)
         except (RateLimited, MessageRejected):
             raise
         except PlatformError as exc:

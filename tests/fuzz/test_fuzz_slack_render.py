@@ -15,10 +15,20 @@ import re
 from collections import Counter
 
 import hypothesis.strategies as st
-from hypothesis import HealthCheck, example, given, target
+from hypothesis import HealthCheck, event, example, given, target
 
-from bots.slack.render import quote, render, render_segment, render_stream_markdown, unescape
+from bots.slack.render import (
+    GrowingMrkdwn,
+    _escape_markdown,
+    markdown_to_mrkdwn,
+    quote,
+    render,
+    render_segment,
+    render_stream_markdown,
+    unescape,
+)
 from bots.slack.replies import slack_limits
+from core.markdown_breaks import settled_break
 from core.sink import Content, LengthUnit, Segment, SegmentKind, measure, plain
 from core.stream.layout import MessageLayout
 from tests.fakes.fake_slack import TEXT_LIMIT
@@ -133,3 +143,42 @@ def test_native_stream_markdown_only_grows_and_never_pings(text: str, cut: int) 
     assert full.startswith(part) or unfinished, (head, part, full)
     if text.strip():
         assert unescape(full.replace("\u200b", "")) == text.replace("\u200b", "")
+
+
+def grown(answer: str, cuts: list[int]) -> list[tuple[str, str]]:
+    """Each state of a streamed answer with its mrkdwn from one GrowingMrkdwn, as a sink keeps
+    it across edits (sent as is or stripped, as the layout may do either)."""
+    growing = GrowingMrkdwn()
+    streamed, states = "", []
+    for chunk in chunked(answer, cuts):
+        streamed += chunk
+        source = streamed if len(streamed) % 2 else streamed.strip()
+        if source.strip():
+            states.append((source, growing(source)))
+    return states
+
+
+@profile_settings(quick=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model_text(max_pieces=80, max_repeat=3), cut_points)
+@example("Intro **a**\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nMore `x`\n\n# End", [3, 20, 40])
+@example("  ```\nind\n```\n\nPara **b**.\n\n> quote", [])  # fences each reader sees its way
+@example("a\n\n```\nq\n\nz\n```\n\nafter", [4, 9])  # a blank line inside a fence
+def test_a_growing_answer_converts_from_its_kept_part_exactly_as_whole(
+    answer: str, cuts: list[int]
+) -> None:
+    for source, mrkdwn in grown(answer, cuts):
+        whole = markdown_to_mrkdwn(source)
+        event("from a kept part" if settled_break(source) > 0 else "converted whole")
+        if mrkdwn != whole:
+            # Only where the safety net refused the whole text: each part passed it.
+            event("the whole refused, the parts formatted")
+            assert whole == _escape_markdown(source).strip()
+            assert letters(unescape(mrkdwn)) == letters(TASK_BOX.sub(r"\1- ", source.strip()))
+
+
+@profile_settings(quick=400, deadline=None)
+@given(injection_text, cut_points)
+@example("a\n\n[x](!here)\n\n<@U0123> b", [3, 8])
+def test_a_growing_answer_never_makes_a_slack_control_sequence(text: str, cuts: list[int]) -> None:
+    for _, mrkdwn in grown(text, cuts):
+        assert slack_control_sequences(mrkdwn) == [], mrkdwn

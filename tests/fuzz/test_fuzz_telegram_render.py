@@ -12,8 +12,15 @@ from __future__ import annotations
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, assume, event, example, given, target
 
-from bots.telegram.render import render, render_segment
+from bots.telegram.render import (
+    GrowingMarkdown,
+    markdown,
+    render,
+    render_segment,
+    sanitize,
+)
 from bots.telegram.sink import MAX_MESSAGE_UTF16, payloads, telegram_limits
+from core.markdown_breaks import settled_break
 from core.sink import Content, LengthUnit, Segment, SegmentKind, measure, plain
 from core.stream.layout import MessageLayout
 from tests.fakes.fake_telegram import check_entities
@@ -116,3 +123,25 @@ def test_untrusted_text_never_mentions_anyone_in_telegram(
         for entity in entities:
             assert entity.type not in ("text_mention", "custom_emoji", "mention", "url")
             assert entity.type != "text_link" or WEB_SCHEME.match(entity.url or "")
+
+
+@profile_settings(quick=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model_text(max_pieces=80, max_repeat=3), cut_points)
+@example("Intro **a**\n\n- one\n- two\n\nMore `x`\n\n1. n\n\nEnd [l](https://e.org)", [3, 20, 40])
+@example("a\n\n[r]: https://e.org\n\n[x][r]", [2, 5])  # a definition after the break
+@example("```\nq\n\nz\n```\n\nafter", [4, 9])  # a blank line inside a fence
+@example("a\n\n```\n\n````\na", [])  # a tail that opens with a blank code block
+def test_a_growing_answer_renders_from_its_kept_part_exactly_as_whole(
+    answer: str, cuts: list[int]
+) -> None:
+    growing = GrowingMarkdown()  # one per message, as the sink keeps it across edits
+    streamed = ""
+    for chunk in chunked(answer, cuts):
+        streamed += chunk
+        source = streamed if len(streamed) % 2 else streamed.strip()  # as sent, or stripped
+        if not source.strip():
+            continue
+        whole, incremental = markdown(source), growing(source)
+        event("from a kept part" if settled_break(source) > 0 else "rendered whole")
+        assert incremental.text == whole.text
+        assert sanitize(incremental.entities) == sanitize(whole.entities)

@@ -193,3 +193,12 @@ async def test_the_slack_figure_streams_through_the_fake_slack() -> None:
     assert details["calls"]["chat.update"] == details["chat_update_calls"]
     assert details["ratelimited_429"] == 0
     assert details["tokens"] > 0
+
+
+def test_the_render_stage_measures_both_platforms_whole_and_growing() -> None:
+    from tools.bench.render_cost import model_answer, render_cost
+
+    assert len(model_answer(500)) == 500
+    line = render_cost(400, 60, repeats=1)
+    for name in ("telegram whole", "telegram growing", "slack whole", "slack growing"):
+        assert f"{name} " in line, line

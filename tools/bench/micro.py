@@ -9,6 +9,8 @@ difference of their sizes: start-up cancels out. docs/PERFORMANCE.md shows how.
     edits CHATS EDITS {aiohttp,httpx}            Bot API edits through python-telegram-bot
     slack-edits CHANNELS EDITS                   chat.update through slack_sdk's AsyncWebClient
     memory STREAMS                               resident memory per active stream, and after
+    render SIZE STEP                             rendering a growing answer, whole or from its
+                                                 kept part (no services)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tools.bench.env import Env, running_env
 from tools.bench.fig_cpu import token_path_cpu
 from tools.bench.load import REASONING_TOKENS
 from tools.bench.procs import plan_cpus, spawn
+from tools.bench.render_cost import render_cost
 
 
 async def token_path(env: Env, streams: int, tokens: int, per_chunk: int) -> str:
@@ -161,7 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     slack.add_argument("count", type=int)
     mem = sub.add_parser("memory")
     mem.add_argument("streams", type=int)
+    rendering = sub.add_parser("render")
+    rendering.add_argument("size", type=int)
+    rendering.add_argument("step", type=int)
     args = parser.parse_args(argv)
+    if args.stage == "render":
+        print(render_cost(args.size, args.step), flush=True)
+        return 0
 
     async def run() -> str:
         async with running_env(plan_cpus()) as env:
