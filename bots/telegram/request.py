@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import orjson
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
-_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+_JSON = {"Content-Type": "application/json"}
 
 
 class AiohttpRequest(BaseRequest):
@@ -72,7 +73,7 @@ class AiohttpRequest(BaseRequest):
         connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
         pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
-        """One Bot API call: form-encoded parameters, or multipart when it uploads files."""
+        """One Bot API call: parameters as JSON, or multipart when it uploads files."""
         session = self._session
         if session is None or session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
@@ -82,8 +83,10 @@ class AiohttpRequest(BaseRequest):
         if files:
             data = _multipart(request_data)
         elif request_data is not None:
-            data = request_data.url_encoded_parameters().encode()
-            headers = _FORM
+            # JSON, which the Bot API takes as well as a form: urlencode quotes the text byte by
+            # byte in Python, ~10 % of the bot's CPU while answers stream (docs/PERFORMANCE.md).
+            data = orjson.dumps(request_data.parameters)
+            headers = _JSON
         read = _given(read_timeout, self._read)
         write = _given(write_timeout, self._media_write if files else self._write)
         connect = _given(connect_timeout, self._connect)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from telegram import Bot
+from telegram import Bot, MessageEntity
 from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 
 from bots.telegram.request import AiohttpRequest
@@ -50,18 +50,30 @@ def bot(base_url: str, *, read_timeout: float = 1.0) -> Bot:
     return Bot(TOKEN, base_url=base_url, request=request)
 
 
-async def test_a_call_sends_its_parameters_as_a_form_and_reads_the_answer(
+async def test_a_call_sends_its_parameters_as_json_and_reads_the_answer(
     api: Callable[[Handler], Awaitable[str]],
 ) -> None:
-    seen: dict[str, str] = {}
+    seen: list[tuple[str, object]] = []
 
     async def answer(request: web.Request) -> web.Response:
-        seen.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+        seen.append((request.content_type, await request.json()))
         return web.json_response({"ok": True, "result": True})
 
     async with bot(await api(answer)) as client:
         assert await client.send_chat_action(42, "typing") is True
-    assert seen == {"chat_id": "42", "action": "typing"}
+        entity = MessageEntity(MessageEntity.BOLD, 0, 2)
+        await client.edit_message_text("hé 😀 & <b>", chat_id=-100, message_id=7, entities=[entity])
+    assert seen[0] == ("application/json", {"chat_id": 42, "action": "typing"})
+    # Nested values travel as JSON values, text exactly as written.
+    assert seen[1] == (
+        "application/json",
+        {
+            "chat_id": -100,
+            "message_id": 7,
+            "text": "hé 😀 & <b>",
+            "entities": [{"type": "bold", "offset": 0, "length": 2}],
+        },
+    )
 
 
 async def test_nothing_listening_is_a_network_error() -> None:
