@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.results import Outcome
+from core.results import Outcome, TurnResult
 from tools.bench.bot import Pacing, running_bot
 from tools.bench.env import Env
 from tools.bench.procs import run_queue_wait
@@ -70,55 +72,100 @@ def chat_ids(load: Load) -> tuple[list[int], list[int]]:
     return private, groups
 
 
+async def configure_stream(
+    env: Env,
+    *,
+    stream_seconds: float,
+    token_interval: float,
+    first_token_delay: float,
+    tokens_per_chunk: int,
+) -> None:
+    """Have the model server stream answers this long, this fast, chunked like vLLM."""
+    await env.configure_model(
+        first_token_delay=first_token_delay,
+        token_interval=token_interval,
+        reasoning_tokens=REASONING_TOKENS,
+        answer_tokens=max(2, round(stream_seconds / token_interval)),
+        tokens_per_chunk=tokens_per_chunk,
+    )
+
+
+@dataclass
+class Timed:
+    """The bot's side of one load: when it ran, what it cost, how each turn ended."""
+
+    started: float
+    wall_seconds: float
+    bot_cpu_seconds: float
+    bot_wait_seconds: float
+    helper_cpu_seconds: float
+    outcomes: Counter[str]
+
+    def run(self, platform: dict[str, Any], model: dict[str, Any], chat_ids: list[int]) -> LoadRun:
+        """The whole record, with both fakes' side of it."""
+        return LoadRun(
+            started=self.started,
+            wall_seconds=self.wall_seconds,
+            bot_cpu_seconds=self.bot_cpu_seconds,
+            bot_wait_seconds=self.bot_wait_seconds,
+            helper_cpu_seconds=self.helper_cpu_seconds,
+            outcomes=self.outcomes,
+            platform=platform,
+            model=model,
+            chat_ids=chat_ids,
+        )
+
+
+async def timed_turns(
+    env: Env, turns: Sequence[Callable[[], Awaitable[TurnResult]]], ramp_seconds: float
+) -> Timed:
+    """Start every turn at a random moment of the ramp, wait for all, measure the bot."""
+    rng = random.Random(len(turns))  # arrivals spread at random, reproducibly
+    offsets = sorted(rng.uniform(0, ramp_seconds) for _ in turns)
+    gc.collect()
+
+    async def one(turn: Callable[[], Awaitable[TurnResult]], offset: float) -> str:
+        await asyncio.sleep(offset)
+        try:
+            return (await turn()).outcome.value
+        except Exception as exc:  # handle() must not raise; count it if it does
+            log.error("a turn raised: %r", exc)
+            return f"raised {type(exc).__name__}"
+
+    helper_cpu = env.helper_cpu()
+    wait = run_queue_wait()
+    cpu = time.process_time()
+    started = time.monotonic()
+    outcomes = await asyncio.gather(
+        *(one(turn, offset) for turn, offset in zip(turns, offsets, strict=True))
+    )
+    return Timed(
+        started=started,
+        wall_seconds=time.monotonic() - started,
+        bot_cpu_seconds=time.process_time() - cpu,
+        bot_wait_seconds=run_queue_wait() - wait,
+        helper_cpu_seconds=env.helper_cpu() - helper_cpu,
+        outcomes=Counter(outcomes),
+    )
+
+
 async def run_load(env: Env, load: Load) -> LoadRun:
     """Start every conversation (spread over the ramp), wait for all to finish, collect."""
-    answer_tokens = max(2, round(load.stream_seconds / load.token_interval))
-    await env.configure_model(
-        first_token_delay=load.first_token_delay,
+    await configure_stream(
+        env,
+        stream_seconds=load.stream_seconds,
         token_interval=load.token_interval,
-        reasoning_tokens=REASONING_TOKENS,
-        answer_tokens=answer_tokens,
+        first_token_delay=load.first_token_delay,
         tokens_per_chunk=load.tokens_per_chunk,
     )
     await env.configure_platform(rtt=load.rtt, rules=load.rules, scale=load.rule_scale)
     private, groups = chat_ids(load)
     await env.open_chats(private, groups)
     chats = [(c, True) for c in private] + [(c, False) for c in groups]
-    rng = random.Random(load.conversations)  # arrivals spread at random, reproducibly
-    offsets = sorted(rng.uniform(0, load.ramp_seconds) for _ in chats)
     async with running_bot(env, load.pacing) as bench:
-        gc.collect()
-
-        async def one(chat: int, private: bool, offset: float) -> str:
-            await asyncio.sleep(offset)
-            try:
-                return (await bench.converse(chat, "hello", private=private)).outcome.value
-            except Exception as exc:  # handle() must not raise; count it if it does
-                log.error("a turn raised: %r", exc)
-                return f"raised {type(exc).__name__}"
-
-        helper_cpu = env.helper_cpu()
-        wait = run_queue_wait()
-        cpu = time.process_time()
-        started = time.monotonic()
-        outcomes = await asyncio.gather(
-            *(
-                one(chat, private, offset)
-                for (chat, private), offset in zip(chats, offsets, strict=True)
-            )
-        )
-        wall = time.monotonic() - started
-        cpu = time.process_time() - cpu
-        wait = run_queue_wait() - wait
-        helper_cpu = env.helper_cpu() - helper_cpu
-    return LoadRun(
-        started=started,
-        wall_seconds=wall,
-        bot_cpu_seconds=cpu,
-        bot_wait_seconds=wait,
-        helper_cpu_seconds=helper_cpu,
-        outcomes=Counter(outcomes),
-        platform=await env.platform_stats(),
-        model=await env.model_stats(),
-        chat_ids=[c for c, _ in chats],
-    )
+        turns = [
+            functools.partial(bench.converse, chat, "hello", private=private)
+            for chat, private in chats
+        ]
+        timed = await timed_turns(env, turns, load.ramp_seconds)
+    return timed.run(await env.platform_stats(), await env.model_stats(), [c for c, _ in chats])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.fake_telegram import JSON, ApiCall, ApiError, Chat, FakeTelegram, RateRules
+from tools.bench.procs import serve_until_signalled
 
 STATUS_PREFIX = "💭"  # the reply stream's "Thinking…" line: not an answer yet
 WRITES = ("sendmessage", "editmessagetext")
@@ -160,13 +160,8 @@ async def serve(port: int) -> None:
     """Listen until SIGTERM/SIGINT; announce the URL on stdout."""
     fake = BenchTelegram()
     url = await fake.start(port=port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"listening on {url}", flush=True)
     try:
-        await stop.wait()
+        await serve_until_signalled(url)
     finally:
         await fake.stop()
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -113,3 +115,14 @@ def spawn(name: str, module: str, cpus: frozenset[int] | None, timeout: float = 
         process.wait(5)
         raise RuntimeError(f"{name} did not start: {line!r}; see {log_path}")
     return Helper(name, line.removeprefix("listening on "), process, log_path)
+
+
+async def serve_until_signalled(url: str) -> None:
+    """A helper process's life: say where it listens (``spawn`` reads the line), then wait
+    for SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"listening on {url}", flush=True)
+    await stop.wait()

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
+import functools
 import logging
-import random
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +42,7 @@ from core.pacing import SharedSlot
 from core.results import TurnResult
 from tools.bench.bot import SLOT, SlotClock, core_settings
 from tools.bench.env import Env
-from tools.bench.load import REASONING_TOKENS, LoadRun
-from tools.bench.procs import run_queue_wait
+from tools.bench.load import LoadRun, configure_stream, timed_turns
 
 log = logging.getLogger(__name__)
 
@@ -218,48 +215,16 @@ async def running_slack_bot(env: Env, pacing: SlackPacing) -> AsyncIterator[Slac
 
 async def run_slack_load(env: Env, load: SlackLoad) -> LoadRun:
     """tools.bench.load.run_load for Slack: every conversation started over the ramp, timed."""
-    answer_tokens = max(2, round(load.stream_seconds / load.token_interval))
-    await env.configure_model(
-        first_token_delay=load.first_token_delay,
+    await configure_stream(
+        env,
+        stream_seconds=load.stream_seconds,
         token_interval=load.token_interval,
-        reasoning_tokens=REASONING_TOKENS,
-        answer_tokens=answer_tokens,
+        first_token_delay=load.first_token_delay,
         tokens_per_chunk=load.tokens_per_chunk,
     )
     await env.configure_slack(rtt=load.rtt)
     indices = list(range(1_000, 1_000 + load.conversations))
-    rng = random.Random(load.conversations)  # arrivals spread at random, reproducibly
-    offsets = sorted(rng.uniform(0, load.ramp_seconds) for _ in indices)
     async with running_slack_bot(env, load.pacing) as bench:
-        gc.collect()
-
-        async def one(index: int, offset: float) -> str:
-            await asyncio.sleep(offset)
-            try:
-                return (await bench.converse(index, "hello")).outcome.value
-            except Exception as exc:  # handle() must not raise; count it if it does
-                log.error("a turn raised: %r", exc)
-                return f"raised {type(exc).__name__}"
-
-        helper_cpu = env.helper_cpu()
-        wait = run_queue_wait()
-        cpu = time.process_time()
-        started = time.monotonic()
-        outcomes = await asyncio.gather(
-            *(one(index, offset) for index, offset in zip(indices, offsets, strict=True))
-        )
-        wall = time.monotonic() - started
-        cpu = time.process_time() - cpu
-        wait = run_queue_wait() - wait
-        helper_cpu = env.helper_cpu() - helper_cpu
-    return LoadRun(
-        started=started,
-        wall_seconds=wall,
-        bot_cpu_seconds=cpu,
-        bot_wait_seconds=wait,
-        helper_cpu_seconds=helper_cpu,
-        outcomes=Counter(outcomes),
-        platform=await env.slack_stats(),
-        model=await env.model_stats(),
-        chat_ids=indices,
-    )
+        turns = [functools.partial(bench.converse, index, "hello") for index in indices]
+        timed = await timed_turns(env, turns, load.ramp_seconds)
+    return timed.run(await env.slack_stats(), await env.model_stats(), indices)

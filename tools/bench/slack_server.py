@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.fake_slack import FakeSlack
+from tools.bench.procs import serve_until_signalled
 
 UNLIMITED = 10**9
 WRITES = ("chat.postMessage", "chat.update")
@@ -103,13 +103,8 @@ async def serve() -> None:
     """Listen until SIGTERM/SIGINT; announce the URL on stdout."""
     fake = BenchSlack()
     url = await fake.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"listening on {url}", flush=True)
     try:
-        await stop.wait()
+        await serve_until_signalled(url)
     finally:
         await fake.close()
 

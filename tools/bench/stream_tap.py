@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -32,6 +31,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from tools.bench.model_server import TAG
+from tools.bench.procs import serve_until_signalled
 
 DONE = b"data: [DONE]"
 # RFC 9110 §7.6.1 hop-by-hop fields, plus what the client library sets for the new hop itself.
@@ -236,13 +236,8 @@ async def serve(port: int, upstream: str) -> None:
     """Listen until SIGTERM/SIGINT; announce the URL on stdout."""
     tap = StreamTap(upstream)
     url = await tap.start(port=port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"listening on {url}", flush=True)
     try:
-        await stop.wait()
+        await serve_until_signalled(url)
     finally:
         await tap.stop()
 
