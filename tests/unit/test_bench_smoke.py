@@ -69,7 +69,7 @@ async def test_every_figure_runs_at_tiny_sizes(tmp_path: Path) -> None:
     if not redis_available():
         missing_service("redis-server")
     figures, body = await report(TINY, with_vllm=False, say=lambda _: None)
-    assert [f.number for f in figures] == [1, 2, 3, 4, 5, 6, 7]
+    assert [f.number for f in figures] == [1, 2, 3, 4, 5, 6, 7, 8]
     for figure in figures:
         well_formed(figure)
     by_number = {f.number: f for f in figures}
@@ -101,7 +101,7 @@ async def test_every_micro_stage_runs_at_tiny_sizes() -> None:
             await micro.edits(env, 2, 2, "aiohttp"),
             await micro.edits(env, 2, 2, "httpx"),
             await micro.slack_edits(env, 2, 2),
-            await micro.memory(env, 2, answer_tokens=4),
+            await micro.memory(env, 2, stream_seconds=0.2),
         ]
     assert [line.split(":")[0] for line in lines] == [
         "token path",

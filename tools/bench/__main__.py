@@ -37,7 +37,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
     parser.add_argument("--no-vllm", action="store_true", help="skip figure 6 (real vLLM)")
     parser.add_argument(
-        "--only", help="comma-separated figure numbers, e.g. 1,5 or 3,7 (7: Slack; default: 1-7)"
+        "--only",
+        help="comma-separated figure numbers, e.g. 1,5 or 3,7 (7: Slack, 8: memory; default: 1-8)",
     )
     parser.add_argument("--levels", help="concurrency levels for figure 2, e.g. 100,250,500")
     parser.add_argument(

@@ -49,6 +49,10 @@ class BenchConfig:
     slack_updates_per_minute: float = 50.0
     slack_channel_interval: float = 1.0
 
+    # 8. resident memory per active stream
+    memory_streams: int = 200
+    memory_stream_seconds: float = 6.0
+
 
 def smoke() -> BenchConfig:
     """Tiny sizes and time scaled by 20: exercises every code path in a few seconds."""
@@ -74,4 +78,6 @@ def smoke() -> BenchConfig:
         vllm_runs=1,
         slack_updates_per_minute=1000.0,
         slack_channel_interval=0.05,
+        memory_streams=4,
+        memory_stream_seconds=0.2,
     )

@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
-import resource
 import sys
 import time
-from pathlib import Path
 
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
@@ -31,10 +28,10 @@ from telegram.request import BaseRequest, HTTPXRequest
 
 from bots import event_loop
 from bots.telegram.request import AiohttpRequest
-from tools.bench.bot import TOKEN, Pacing, running_bot
+from tools.bench.bot import TOKEN
 from tools.bench.env import Env, running_env
 from tools.bench.fig_cpu import token_path_cpu
-from tools.bench.load import REASONING_TOKENS
+from tools.bench.fig_memory import measure
 from tools.bench.procs import plan_cpus, spawn
 from tools.bench.render_cost import render_cost
 
@@ -102,45 +99,9 @@ async def slack_edits(env: Env, channels: int, count: int) -> str:
     return f"slack edits: {cpu / (channels * count) * 1e6:.0f} µs of CPU per chat.update"
 
 
-def _rss() -> int:
-    """This process's resident memory in bytes, now."""
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * resource.getpagesize()
-
-
-async def memory(env: Env, streams: int, answer_tokens: int = 120) -> str:
-    """Resident memory per active stream (all streaming at once), then per finished one.
-
-    A second wave of as many new conversations follows the first: CPython keeps freed memory
-    for reuse, so what the second wave adds is what finished conversations kept (their history
-    is in Redis, not in the process).
-    """
-    await env.configure_model(
-        first_token_delay=0.2,
-        token_interval=0.05,
-        reasoning_tokens=REASONING_TOKENS,
-        answer_tokens=answer_tokens,
-        tokens_per_chunk=4,
-    )
-    await env.configure_platform(rtt=0.05, rules="per_chat")
-    waves = [list(range(1000, 1000 + streams)), list(range(1000 + streams, 1000 + 2 * streams))]
-    await env.open_chats([999, *waves[0], *waves[1]])
-    peaks: list[int] = []
-    async with running_bot(env, Pacing(bot_per_second=0)) as bench:
-        await bench.converse(999, "warm up")
-        gc.collect()
-        before = _rss()
-        for ids in waves:
-            peak = _rss()
-            turns = asyncio.gather(*(bench.converse(chat, "hello") for chat in ids))
-            while not turns.done():
-                peak = max(peak, _rss())
-                await asyncio.sleep(0.1)
-            await turns
-            gc.collect()
-            peaks.append(peak)
-    active = (peaks[0] - before) / streams / 1024
-    kept = (peaks[1] - peaks[0]) / streams / 1024
+async def memory(env: Env, streams: int, stream_seconds: float = 6.0) -> str:
+    """Figure 8's measurement alone (tools/bench/fig_memory.py)."""
+    active, kept = await measure(env, streams, stream_seconds)
     return (
         f"memory: {active:.1f} KB per active stream ({streams} at once); the next {streams} "
         f"conversations added {kept:.1f} KB each"

@@ -14,6 +14,7 @@ from tools.bench import (
     fig_context,
     fig_cpu,
     fig_first_token,
+    fig_memory,
     fig_rate_limits,
     fig_slack,
     fig_vllm,
@@ -25,13 +26,14 @@ from tools.bench.results import Figure, load_average, machine
 
 log = logging.getLogger(__name__)
 
-ALL = frozenset({1, 2, 3, 4, 5, 6, 7})
+ALL = frozenset({1, 2, 3, 4, 5, 6, 7, 8})
 _WITH_ENV = (
     (1, fig_first_token.run),
     (2, fig_capacity.run),
     (3, fig_cpu.run),
     (4, fig_rate_limits.run),
     (7, fig_slack.run),  # before vLLM, whose start-up leaves the machine busy for a while
+    (8, fig_memory.run),
 )
 
 
@@ -63,7 +65,7 @@ async def run_figures(
         if 5 in selected:
             say("5. context fitting…")
             figures.append(fig_context.run(cfg))
-        if selected & {1, 2, 3, 4, 6, 7}:
+        if selected & {1, 2, 3, 4, 6, 7, 8}:
             async with running_env(cpus, slack=7 in selected) as env:
                 for number, run in _WITH_ENV:
                     if number in selected:

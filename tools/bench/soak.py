@@ -21,8 +21,8 @@ from pathlib import Path
 from bots import event_loop
 from tools.bench.bot import Pacing, running_bot
 from tools.bench.env import running_env
+from tools.bench.fig_memory import resident_bytes
 from tools.bench.load import REASONING_TOKENS
-from tools.bench.micro import _rss
 from tools.bench.procs import pin, plan_cpus
 
 DEFAULT_OUT = Path("bench-results/soak.json")
@@ -57,7 +57,7 @@ async def soak(minutes: float, chats: int, every: float) -> dict[str, object]:
             lanes = asyncio.gather(*(lane() for _ in range(chats)))
             started = time.monotonic()
             while not lanes.done():
-                samples.append((round(time.monotonic() - started, 1), _rss()))
+                samples.append((round(time.monotonic() - started, 1), resident_bytes()))
                 await asyncio.sleep(every)
             await lanes
     warm = samples[len(samples) // 5 :] or samples
