@@ -114,7 +114,7 @@ class CompositePacer:
 class RedisWindowPacer:
     """At most ``limit`` writes in any ``window`` seconds, counted when each write leaves.
 
-    Slots reserved ahead (RedisPacer) keep writers in line, but when a process stalls every
+    Slots handed out ahead keep writers in line, but when a process stalls every
     slot that fell due during the stall fires at once, and a platform counting a sliding
     window (Telegram's ~30 messages per second per bot) answers 429. Taken right before the
     request, this log of send times caps any window, whatever the stalls.
@@ -167,16 +167,6 @@ class _AsyncRedis(Protocol):
     def eval(self, script: str, numkeys: int, *keys_and_args: str) -> Awaitable[object]: ...
 
 
-# Reserve the next slot atomically: slot = max(now, stored); store slot + interval.
-_RESERVE = """
-local now = tonumber(redis.call('TIME')[1]) + tonumber(redis.call('TIME')[2]) / 1e6
-local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
-local slot = math.max(now, nxt)
-local ttl = math.ceil(slot - now + tonumber(ARGV[1]) + 1)
-redis.call('SET', KEYS[1], tostring(slot + tonumber(ARGV[1])), 'EX', ttl)
-return tostring(slot - now)
-"""
-
 # Admit a write if fewer than ARGV[2] were logged in the last ARGV[1] ms, else say how many ms
 # until the oldest leaves the window.
 _ADMIT = """
@@ -192,52 +182,6 @@ end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return math.max(1, tonumber(oldest[2]) + window - now)
 """
-
-_PENALIZE = """
-local now = tonumber(redis.call('TIME')[1]) + tonumber(redis.call('TIME')[2]) / 1e6
-local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
-local until_ = math.max(nxt, now + tonumber(ARGV[1]))
-redis.call('SET', KEYS[1], tostring(until_), 'EX', math.ceil(until_ - now + 1))
-return 1
-"""
-
-
-class RedisPacer:
-    """One write per ``interval`` on ``key`` for all replicas; Redis server time is the clock."""
-
-    def __init__(self, redis: _AsyncRedis, key: str, interval: float, clock: Clock | None = None):
-        self._redis = redis
-        self._key = key
-        self._interval = interval
-        self._clock = clock or LoopClock()
-        self._pending: set[asyncio.Task[object]] = set()
-
-    async def acquire(self) -> None:
-        """Reserve the next shared slot and wait for it."""
-        try:
-            raw = await self._redis.eval(_RESERVE, 1, self._key, str(self._interval))
-        except REDIS_FAILURES as exc:
-            # Degrade to local pacing: a Redis blip must not break a reply being written.
-            log.warning("shared pacing unavailable (%s); pacing locally", type(exc).__name__)
-            await self._clock.sleep(self._interval)
-            return
-        wait = float(raw.decode() if isinstance(raw, bytes) else str(raw))
-        if wait > 0:
-            await self._clock.sleep(wait)
-
-    def penalize(self, retry_after: float) -> None:
-        """Push every replica's next slot past the platform's retry_after (fire and forget)."""
-        task: asyncio.Task[object] = asyncio.ensure_future(
-            self._redis.eval(_PENALIZE, 1, self._key, str(retry_after))
-        )
-        self._pending.add(task)
-        task.add_done_callback(self._settle)
-
-    def _settle(self, task: asyncio.Task[object]) -> None:
-        """A failed penalty only costs pacing accuracy; never leave an unretrieved exception."""
-        self._pending.discard(task)
-        if not task.cancelled():
-            task.exception()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,8 @@ from bots.slack.inbound import (
 from bots.slack.locales import SlackLocales
 from bots.slack.memory import SlackMemory
 from bots.slack.render import markdown_to_mrkdwn
-from bots.slack.replies import ReplyFactory
+from bots.slack.replies import ReplyFactory, answer_turn
 from bots.slack.settings import ThreadScope
-from bots.slack.sink import ReplyTarget
 from bots.tasks import BackgroundTasks
 from core.commands import (
     Caller,
@@ -29,7 +28,6 @@ from core.commands import (
     CommandRequest,
     Question,
     Reply,
-    TurnRequest,
 )
 from core.service import ChatService
 from core.surfaces import SLACK
@@ -194,7 +192,10 @@ class SlashCommands:
             )
             status = (await self._service.phrases_for(caller)).status
             target = replace(target, status=status)  # "is thinking…" in the person's language
-            self._tasks.spawn(self._turn(reply.turn, target), name=f"slack {name} {key}")
+            self._tasks.spawn(
+                answer_turn(self._service, self._replies, reply.turn, target),
+                name=f"slack {name} {key}",
+            )
         return draw(reply)
 
     async def answer(self, user_id: str, team_id: str, question: str, yes: bool) -> Reply:
@@ -226,12 +227,3 @@ class SlashCommands:
         return await self._service.command(
             CommandRequest(CommandName.CONTROL, caller, args=control)
         )
-
-    async def _turn(self, request: TurnRequest, target: ReplyTarget) -> None:
-        """A turn a command started (retry), answered in the thread it belongs to."""
-        sink = self._replies.sink(target)
-        try:
-            result = await self._service.submit(request, sink)
-        finally:
-            await sink.close()
-        log.info("slack %s %s: %s", request.kind, request.key, result.outcome)

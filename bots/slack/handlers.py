@@ -36,7 +36,7 @@ from bots.slack.inbound import (
 from bots.slack.locales import SlackLocales
 from bots.slack.memory import SlackMemory
 from bots.slack.render import markdown_to_mrkdwn
-from bots.slack.replies import ReplyFactory
+from bots.slack.replies import ReplyFactory, answer_turn
 from bots.slack.settings import ThreadScope
 from bots.slack.sink import ReplyTarget
 from bots.tasks import BackgroundTasks
@@ -169,7 +169,9 @@ class SlackHandlers:
         target = replace(inbound.target(), status=phrases.status)
         message = self._incoming(inbound, language)
         turn = TurnRequest.edited(message, version)
-        self._tasks.spawn(self._submit(turn, target), name=f"slack edit {inbound.ts}")
+        self._tasks.spawn(
+            answer_turn(self._service, self._replies, turn, target), name=f"slack edit {inbound.ts}"
+        )
 
     def _incoming(self, inbound: Inbound, language: str) -> IncomingMessage:
         """The message as the core takes it."""
@@ -182,15 +184,6 @@ class SlackHandlers:
             group=not inbound.is_dm,
             language=language,
         )
-
-    async def _submit(self, turn: TurnRequest, target: ReplyTarget) -> None:
-        """A turn that is not a new message (an edit, a button): the same one admission."""
-        sink = self._replies.sink(target)
-        try:
-            result = await self._service.submit(turn, sink)
-        finally:
-            await sink.close()
-        log.info("slack %s %s: %s", turn.kind, turn.key, result.outcome)
 
     async def _claim(self, inbound: Inbound) -> bool:
         """Whether this replica answers: Parley's thread, first to claim it; remember the thread."""
@@ -319,7 +312,10 @@ class SlackHandlers:
         pane = bool(dm and thread) and await self._pane_thread(channel_id, str(thread))
         phrases = await self._service.phrases_for(reply.turn.caller)
         target = replace(target, status=phrases.status, assistant=pane)
-        self._tasks.spawn(self._submit(reply.turn, target), name=f"slack {reply.turn.kind}")
+        self._tasks.spawn(
+            answer_turn(self._service, self._replies, reply.turn, target),
+            name=f"slack {reply.turn.kind}",
+        )
 
     async def _pane_thread(self, channel: str, thread: str) -> bool:
         """Whether a DM thread began in the assistant pane (a Redis failure: assume not)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -10,7 +11,11 @@ from bots.slack.native import NativeStreamSink
 from bots.slack.pacing import Budget, Budgets
 from bots.slack.settings import StreamMode
 from bots.slack.sink import ReplyTarget, SlackSink
+from core.commands import TurnRequest
+from core.service import ChatService
 from core.sink import LengthUnit, Segment, SegmentKind, SinkLimits
+
+log = logging.getLogger(__name__)
 
 
 def slack_limits(message_chars: int) -> SinkLimits:
@@ -67,3 +72,16 @@ class ReplyFactory:
         sink = SlackSink(self._client, target, pacer=pacer, limits=self._limits)
         await sink.pacer.acquire()
         await sink.send((Segment(SegmentKind.NOTICE, text),), final=True)
+
+
+async def answer_turn(
+    service: ChatService, replies: ReplyFactory, turn: TurnRequest, target: ReplyTarget
+) -> None:
+    """A turn that is not a new message (an edit, a button, /parley retry): the one admission,
+    its reply written to ``target``."""
+    sink = replies.sink(target)
+    try:
+        result = await service.submit(turn, sink)
+    finally:
+        await sink.close()
+    log.info("slack %s %s: %s", turn.kind, turn.key, result.outcome)

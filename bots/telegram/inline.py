@@ -21,13 +21,10 @@ from telegram import (
     InputTextMessageContent,
     LinkPreviewOptions,
 )
-from telegram.error import TelegramError
 
-from bots.telegram.controls import control_buttons
-from bots.telegram.errors import is_not_modified
 from bots.telegram.inbound import PLATFORM
 from bots.telegram.render import GrowingMarkdown
-from bots.telegram.sink import Payload, deliver, payloads
+from bots.telegram.sink import Payload, deliver, edit_text, payloads
 from core.conversation import ConversationKey
 from core.phrases import Phrases
 from core.sink import (
@@ -211,17 +208,7 @@ class InlineSink:
         async def call(payload: Payload) -> None:
             if self._shown == (payload, self._controls):
                 return
-            try:
-                await self._bot.edit_message_text(
-                    payload[0],
-                    inline_message_id=self._id,
-                    entities=payload[1] or None,
-                    reply_markup=control_buttons(self._controls),
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                )
-            except TelegramError as exc:
-                if not is_not_modified(exc):
-                    raise
+            await edit_text(self._bot, payload, self._controls, inline_message_id=self._id)
             self._shown = (payload, self._controls)
 
         await deliver(content, call, self._answer)

@@ -116,6 +116,31 @@ async def deliver(
     raise AssertionError("unreachable: payloads() is never empty")
 
 
+async def edit_text(
+    bot: Bot,
+    payload: Payload,
+    controls: Controls,
+    *,
+    chat_id: int | None = None,
+    message_id: int | None = None,
+    inline_message_id: str | None = None,
+) -> None:
+    """editMessageText with the reply's buttons (none removes them); "not modified" is fine."""
+    try:
+        await bot.edit_message_text(
+            payload[0],
+            chat_id=chat_id,
+            message_id=message_id,
+            inline_message_id=inline_message_id,
+            entities=payload[1] or None,
+            reply_markup=control_buttons(controls),
+            link_preview_options=LinkPreviewOptions(is_disabled=True),
+        )
+    except TelegramError as exc:
+        if not is_not_modified(exc):
+            raise
+
+
 class EditSink:
     """Streams a reply by sending a message and editing it (any chat type)."""
 
@@ -181,18 +206,9 @@ class EditSink:
         async def call(payload: Payload) -> None:
             if self._shown.get(ref) == (payload, controls):
                 return
-            try:
-                await self._bot.edit_message_text(
-                    payload[0],
-                    chat_id=self._target.chat_id,
-                    message_id=int(ref),
-                    entities=payload[1] or None,
-                    reply_markup=control_buttons(controls),
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                )
-            except TelegramError as exc:
-                if not is_not_modified(exc):
-                    raise
+            await edit_text(
+                self._bot, payload, controls, chat_id=self._target.chat_id, message_id=int(ref)
+            )
             self._shown[ref] = (payload, controls)
 
         await deliver(content, call, self._answer)
