@@ -24,7 +24,7 @@ from core.settings import CoreSettings
 from tests.fakes.fake_slack import FakeSlack, Message, SlackSender, wait_until
 from tests.fakes.fake_vllm import FakeVLLM
 from tests.services import RedisServer, free_port
-from tests.support.timing import patient
+from tests.support.timing import eventually, patient
 
 SIGNING_SECRET = "test-signing-secret"
 ADMIN = "U0ADMIN"
@@ -95,16 +95,12 @@ class RunningBot:
 
     async def idle(self, timeout: float | None = None) -> None:
         """Wait until no turn is running (every lock released; by default for patient(15) s)."""
-        timeout = patient(15.0) if timeout is None else timeout
 
-        async def busy() -> bool:
-            keys = await self.runtime.redis.keys("parley:*:lock")
-            return bool(keys)
+        async def free() -> bool:
+            # SCAN, not KEYS: on a Cluster, KEYS asks one node and misses the other shards'.
+            return not [key async for key in self.runtime.redis.scan_iter(match="parley:*:lock")]
 
-        deadline = time.monotonic() + timeout
-        while await busy():
-            assert time.monotonic() < deadline, "turns still running"
-            await asyncio.sleep(0.02)
+        await eventually(free, timeout=15.0 if timeout is None else timeout, what="turns over")
         await asyncio.sleep(0.05)
 
 
